@@ -1,0 +1,193 @@
+//! Signing and verification keys: parsed once at start-up, each with its
+//! RFC 7638 thumbprint as `kid` and the single algorithm it may be used with.
+//!
+//! Binding one algorithm to each key is what makes `alg: none`, HS256 keyed
+//! with the public key (CVE-2016-10555) and cross-family tricks impossible:
+//! the token's header only selects among keys, it never chooses how a key is
+//! used (SECURITY.md, "token signature tricks").
+
+use anyhow::{bail, Context};
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
+use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
+use aws_lc_rs::signature::KeyPair;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, ThumbprintHash};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+
+/// A private key the issuer signs with.
+pub struct SigningKey {
+    /// The key in jsonwebtoken's form.
+    pub encoding: EncodingKey,
+    /// The only algorithm this key signs with.
+    pub algorithm: Algorithm,
+    /// RFC 7638 SHA-256 thumbprint, sent as the JWT `kid`.
+    pub kid: String,
+    /// The matching public key, for the verifier.
+    pub public: VerifyKey,
+    /// The public key as SPKI PEM, for RSA keys: what ChartMuseum's own
+    /// `--auth-cert-path` accepts.
+    pub public_pem: Option<String>,
+}
+
+/// A public key the verifier accepts, bound to one algorithm.
+#[derive(Clone)]
+pub struct VerifyKey {
+    pub decoding: DecodingKey,
+    pub algorithm: Algorithm,
+    pub kid: String,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("algorithm", &self.algorithm)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses an algorithm name from the config (`RS256`, `PS256`, `ES256`, ...).
+///
+/// # Errors
+/// The name is unknown, symmetric (`HS*`) or not supported for signing here.
+pub fn parse_algorithm(name: &str) -> anyhow::Result<Algorithm> {
+    let alg: Algorithm = name
+        .parse()
+        .with_context(|| format!("unknown algorithm {name:?}"))?;
+    match alg {
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512
+        | Algorithm::ES256
+        | Algorithm::ES384 => Ok(alg),
+        other => bail!("algorithm {other:?} is not supported; use RS256, PS256 or ES256"),
+    }
+}
+
+fn is_rsa(alg: Algorithm) -> bool {
+    matches!(
+        alg,
+        Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512
+    )
+}
+
+impl SigningKey {
+    /// Parses a PEM private key (RSA in PKCS#1 or PKCS#8; EC in PKCS#8) for `algorithm`.
+    ///
+    /// # Errors
+    /// The PEM does not hold a private key of the family `algorithm` needs.
+    pub fn from_pem(pem: &[u8], algorithm: Algorithm) -> anyhow::Result<SigningKey> {
+        let encoding = if is_rsa(algorithm) {
+            EncodingKey::from_rsa_pem(pem).context("not an RSA private key in PEM form")?
+        } else {
+            EncodingKey::from_ec_pem(pem).context("not an EC private key in PKCS#8 PEM form")?
+        };
+        let jwk = Jwk::from_encoding_key(&encoding, algorithm)
+            .context("cannot derive the public key")?;
+        let decoding = match &jwk.algorithm {
+            AlgorithmParameters::RSA(p) => DecodingKey::from_rsa_components(&p.n, &p.e)?,
+            AlgorithmParameters::EllipticCurve(p) => DecodingKey::from_ec_components(&p.x, &p.y)?,
+            _ => bail!("unsupported key type"),
+        };
+        let kid = jwk.thumbprint(ThumbprintHash::SHA256);
+        let public_pem = if is_rsa(algorithm) {
+            Some(rsa_public_pem(pem)?)
+        } else {
+            None
+        };
+        Ok(SigningKey {
+            public_pem,
+            encoding,
+            algorithm,
+            public: VerifyKey {
+                decoding,
+                algorithm,
+                kid: kid.clone(),
+            },
+            kid,
+        })
+    }
+}
+
+/// A freshly generated RSA-2048 key pair as PEM: `(private PKCS#8, public SPKI)`.
+/// The public half is what ChartMuseum's own `--auth-cert-path` accepts.
+///
+/// # Errors
+/// Key generation or encoding failed inside the crypto library.
+pub fn generate_rsa_pem() -> anyhow::Result<(String, String)> {
+    let pair = RsaKeyPair::generate(KeySize::Rsa2048).context("generating an RSA key")?;
+    let private: Pkcs8V1Der = pair.as_der().context("encoding the private key")?;
+    let public: PublicKeyX509Der = pair
+        .public_key()
+        .as_der()
+        .context("encoding the public key")?;
+    Ok((
+        pem::encode(&pem::Pem::new("PRIVATE KEY", private.as_ref())),
+        pem::encode(&pem::Pem::new("PUBLIC KEY", public.as_ref())),
+    ))
+}
+
+/// The SPKI public key PEM of an RSA private key PEM.
+///
+/// # Errors
+/// The input is not an RSA private key.
+pub fn rsa_public_pem(private_pem: &[u8]) -> anyhow::Result<String> {
+    let encoding = EncodingKey::from_rsa_pem(private_pem).context("not an RSA private key")?;
+    let pair = RsaKeyPair::from_der(encoding.inner())
+        .or_else(|_| RsaKeyPair::from_pkcs8(encoding.inner()))
+        .map_err(|e| anyhow::anyhow!("cannot parse the RSA key: {e}"))?;
+    let public: PublicKeyX509Der = pair
+        .public_key()
+        .as_der()
+        .context("encoding the public key")?;
+    Ok(pem::encode(&pem::Pem::new("PUBLIC KEY", public.as_ref())))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+
+    /// One RSA key per test binary: generation takes tens of milliseconds.
+    pub(crate) fn test_rsa_pem() -> &'static (String, String) {
+        static KEY: OnceLock<(String, String)> = OnceLock::new();
+        KEY.get_or_init(|| generate_rsa_pem().unwrap())
+    }
+
+    #[test]
+    fn generated_key_round_trips() {
+        let (private, public) = test_rsa_pem();
+        let key = SigningKey::from_pem(private.as_bytes(), Algorithm::RS256).unwrap();
+        assert_eq!(key.kid.len(), 43, "base64url SHA-256 thumbprint");
+        assert_eq!(&rsa_public_pem(private.as_bytes()).unwrap(), public);
+        assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"));
+    }
+
+    #[test]
+    fn kid_is_stable_and_key_specific() {
+        let (private, _) = test_rsa_pem();
+        let a = SigningKey::from_pem(private.as_bytes(), Algorithm::RS256).unwrap();
+        let b = SigningKey::from_pem(private.as_bytes(), Algorithm::RS256).unwrap();
+        assert_eq!(a.kid, b.kid);
+        let (other, _) = generate_rsa_pem().unwrap();
+        let c = SigningKey::from_pem(other.as_bytes(), Algorithm::RS256).unwrap();
+        assert_ne!(a.kid, c.kid);
+    }
+
+    #[test]
+    fn refuses_mismatched_and_symmetric_algorithms() {
+        let (private, _) = test_rsa_pem();
+        assert!(SigningKey::from_pem(private.as_bytes(), Algorithm::ES256).is_err());
+        assert!(parse_algorithm("HS256").is_err());
+        assert!(parse_algorithm("none").is_err());
+        assert!(parse_algorithm("EdDSA").is_err());
+        assert_eq!(parse_algorithm("PS256").unwrap(), Algorithm::PS256);
+    }
+}

@@ -1,0 +1,256 @@
+//! ChartMuseum's route table and its path matcher, ported so the gateway
+//! derives the same `(route, repository)` the upstream will act on.
+//!
+//! The table mirrors `pkg/chartmuseum/server/multitenant/routes.go` row for
+//! row and [`Routes::resolve`] follows `router/match.go` step for step
+//! (PROTOCOL.md §3.2, §3.3), for a fixed `--depth` and an optional
+//! `--context-path`. It runs only on paths that [`super::path::check`]
+//! accepted, and is narrower than the original in one place: a context path
+//! must end on a segment boundary. Dynamic depth is not supported.
+
+use hyper::Method;
+
+use super::access::{Action, Scope, DEFAULT_NAMESPACE};
+
+/// Which handler a row leads to; used for logging and by the table's gates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    Welcome,
+    Info,
+    Health,
+    Index,
+    Chart,
+    ArtifactHub,
+    ApiList,
+    ApiChart,
+    ApiVersion,
+    ApiTemplates,
+    ApiValues,
+    ApiUpload,
+    ApiProvenance,
+    ApiDelete,
+}
+
+impl Handler {
+    /// Whether the row belongs to the chart-manipulation API (`--disable-api`).
+    pub fn is_api(self) -> bool {
+        use Handler::*;
+        matches!(
+            self,
+            ApiList
+                | ApiChart
+                | ApiVersion
+                | ApiTemplates
+                | ApiValues
+                | ApiUpload
+                | ApiProvenance
+                | ApiDelete
+        )
+    }
+}
+
+/// One row of the route table.
+#[derive(Debug)]
+pub struct RouteDef {
+    pub method: Method,
+    pub path: &'static str,
+    pub action: Option<Action>,
+    pub handler: Handler,
+}
+
+/// Rows in ChartMuseum's order. Order decides ties, exactly as upstream.
+fn table() -> Vec<RouteDef> {
+    use Action::{Pull, Push};
+    use Handler::*;
+    let row = |method: Method, path, action, handler| RouteDef {
+        method,
+        path,
+        action,
+        handler,
+    };
+    vec![
+        row(Method::GET, "/", Some(Pull), Welcome),
+        row(Method::GET, "/info", None, Info),
+        row(Method::GET, "/health", None, Health),
+        row(Method::GET, "/:repo/index.yaml", Some(Pull), Index),
+        row(Method::HEAD, "/:repo/index.yaml", Some(Pull), Index),
+        row(Method::GET, "/:repo/charts/:filename", Some(Pull), Chart),
+        row(Method::GET, "/artifacthub-repo.yml", Some(Pull), ArtifactHub),
+        row(Method::GET, "/api/:repo/charts", Some(Pull), ApiList),
+        row(Method::HEAD, "/api/:repo/charts/:name", Some(Pull), ApiChart),
+        row(Method::GET, "/api/:repo/charts/:name", Some(Pull), ApiChart),
+        row(Method::HEAD, "/api/:repo/charts/:name/:version", Some(Pull), ApiVersion),
+        row(Method::GET, "/api/:repo/charts/:name/:version", Some(Pull), ApiVersion),
+        row(Method::GET, "/api/:repo/charts/:name/:version/templates", Some(Pull), ApiTemplates),
+        row(Method::GET, "/api/:repo/charts/:name/:version/values", Some(Pull), ApiValues),
+        row(Method::POST, "/api/:repo/charts", Some(Push), ApiUpload),
+        row(Method::POST, "/api/:repo/prov", Some(Push), ApiProvenance),
+        row(Method::DELETE, "/api/:repo/charts/:name/:version", Some(Push), ApiDelete),
+    ]
+}
+
+/// The upstream flags that add or remove routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteOptions {
+    /// `--depth`: how many path segments name a repository.
+    pub depth: usize,
+    /// `--context-path`, normalised to `/x` form, or `None`.
+    pub context_path: Option<String>,
+    /// False when ChartMuseum runs with `--disable-api`.
+    pub api: bool,
+    /// False when ChartMuseum runs with `--disable-delete`.
+    pub delete: bool,
+    /// True when ChartMuseum runs with `--artifact-hub-repo-id`.
+    pub artifact_hub: bool,
+}
+
+impl Default for RouteOptions {
+    fn default() -> Self {
+        RouteOptions {
+            depth: 0,
+            context_path: None,
+            api: true,
+            delete: true,
+            artifact_hub: false,
+        }
+    }
+}
+
+/// A matched request: the row and the repository it names (`""` if none).
+#[derive(Debug, Clone)]
+pub struct Resolved<'a> {
+    pub route: &'a RouteDef,
+    pub repo: String,
+}
+
+impl Resolved<'_> {
+    /// The permission the request needs, or `None` for a public route.
+    pub fn scope(&self) -> Option<Scope> {
+        let namespace = if self.repo.is_empty() {
+            DEFAULT_NAMESPACE
+        } else {
+            &self.repo
+        };
+        self.route.action.map(|action| Scope {
+            namespace: namespace.to_owned(),
+            action,
+        })
+    }
+}
+
+/// The compiled route table for one upstream configuration.
+#[derive(Debug)]
+pub struct Routes {
+    rows: Vec<RouteDef>,
+    depth: usize,
+    context_path: Option<String>,
+}
+
+/// Whether ChartMuseum treats `url` as an API path: it starts with `/api/`
+/// and does not end in `.yaml`, `.tgz` or `.prov`.
+fn is_api(url: &str) -> bool {
+    url.starts_with("/api/")
+        && ![".yaml", ".tgz", ".prov"]
+            .iter()
+            .any(|ext| url.ends_with(ext))
+}
+
+impl Routes {
+    /// Builds the table ChartMuseum would serve with `options`.
+    pub fn new(options: &RouteOptions) -> Routes {
+        let rows = table()
+            .into_iter()
+            .filter(|r| match r.handler {
+                Handler::ArtifactHub => options.artifact_hub,
+                Handler::ApiDelete => options.api && options.delete,
+                h => options.api || !h.is_api(),
+            })
+            .collect();
+        Routes {
+            rows,
+            depth: options.depth,
+            context_path: options.context_path.clone(),
+        }
+    }
+
+    /// Matches `method` and a canonical `path` the way ChartMuseum does.
+    /// `None` means ChartMuseum would answer 404, so the request is denied.
+    pub fn resolve(&self, method: &Method, path: &str) -> Option<Resolved<'_>> {
+        let url = match &self.context_path {
+            None => path,
+            Some(ctx) if path == ctx => "/",
+            Some(ctx) => {
+                // Upstream strips the prefix as a plain string; we also demand
+                // a segment boundary, so `/cmX/...` never loses its `X`.
+                let rest = path.strip_prefix(ctx.as_str())?;
+                if !rest.starts_with('/') {
+                    return None;
+                }
+                rest
+            }
+        };
+
+        // Upstream answers `/health` before trying repository prefixes, so a
+        // depth-1 `/health` is never read as the welcome page of repo "health".
+        if url == "/health" && method == Method::GET {
+            let route = self.rows.iter().find(|r| r.handler == Handler::Health)?;
+            return Some(Resolved {
+                route,
+                repo: String::new(),
+            });
+        }
+
+        let api = is_api(url);
+        let start = if api { 2 } else { 1 };
+        let parts: Vec<&str> = url.split('/').collect();
+
+        // The repository and the remaining path ("noRepoPath"), split on `/`,
+        // when the path is long enough to hold a repository.
+        let with_repo = (parts.len() >= self.depth + start).then(|| {
+            let repo_end = start + self.depth;
+            let repo = parts[start..repo_end].join("/");
+            let tail = format!(
+                "{}/{}",
+                if api { "/api" } else { "" },
+                parts[repo_end..].join("/")
+            );
+            (repo, tail)
+        });
+
+        for route in self.rows.iter().filter(|r| r.method == *method) {
+            if route.path == url {
+                return Some(Resolved {
+                    route,
+                    repo: String::new(),
+                });
+            }
+            let Some((repo, tail)) = &with_repo else {
+                continue;
+            };
+            let template = route.path.replacen("/:repo", "", 1);
+            if segments_match(&template, tail) {
+                return Some(Resolved {
+                    route,
+                    repo: repo.clone(),
+                });
+            }
+        }
+        None
+    }
+}
+
+/// Segment-wise comparison: equal counts, and every template segment either
+/// holds a `:param` (which captures any segment) or equals the path's.
+fn segments_match(template: &str, path: &str) -> bool {
+    let (mut t, mut p) = (template.split('/'), path.split('/'));
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(ts), Some(ps)) if ts.contains(':') || ts == ps => {}
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+//! Token verification: the JWT claims chartgate issues and accepts, the
+//! [`Verifier`] that checks them, and the cache of verified tokens.
+//!
+//! Verification is strict where ChartMuseum is lax (PROTOCOL.md §2.4): the
+//! key is chosen by `kid` and fixes the algorithm, `exp`, `iss` and `aud` are
+//! required and checked, `nbf` and `iat` may not lie in the future beyond the
+//! configured leeway. A verified token is remembered (moka, keyed by its
+//! SHA-256) only until its own `exp` plus leeway, and the expiry is checked
+//! again on every hit, so a cached verdict never outlives the token.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest;
+use jsonwebtoken::{Algorithm, Validation};
+use moka::sync::Cache;
+use moka::Expiry;
+use serde::{Deserialize, Serialize};
+
+use super::access::AccessEntry;
+use super::key::VerifyKey;
+
+/// Longest token accepted, in bytes. Ours are under 1 KiB; a token is read
+/// from a header that hyper already bounds, this bounds the work per token.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The claims chartgate puts in a token, and requires of one it accepts
+/// (PROTOCOL.md §2.2, §6.1 "JWT").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    #[serde(default)]
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Grants; a token without any grants nothing (ChartMuseum answers 500).
+    #[serde(default)]
+    pub access: Vec<AccessEntry>,
+}
+
+/// Why a token was refused. Every variant becomes the same `401` challenge;
+/// the detail is for logs only.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is longer than {MAX_TOKEN_LEN} bytes")]
+    TooLong,
+    #[error("token header is malformed")]
+    Header(#[source] jsonwebtoken::errors::Error),
+    #[error("token names no key this gateway trusts")]
+    UnknownKey,
+    #[error("token algorithm {0:?} is not the one its key is bound to")]
+    Algorithm(Algorithm),
+    #[error("token failed validation")]
+    Invalid(#[source] jsonwebtoken::errors::Error),
+    #[error("token was issued in the future")]
+    IssuedInFuture,
+    #[error("token has expired")]
+    Expired,
+}
+
+/// What the verifier checks beyond the signature.
+#[derive(Debug, Clone)]
+pub struct VerifyPolicy {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    pub leeway: u64,
+    /// Most verified tokens remembered at once.
+    pub cache_capacity: u64,
+}
+
+/// A verified token, remembered until `valid_until` (unix seconds).
+#[derive(Debug)]
+struct Verdict {
+    claims: Arc<Claims>,
+    valid_until: u64,
+}
+
+/// Expires each cached verdict when its token does.
+struct UntilTokenExpiry;
+
+impl Expiry<[u8; 32], Arc<Verdict>> for UntilTokenExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Arc<Verdict>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(
+            value.valid_until.saturating_sub(unix_now()) + 1,
+        ))
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Checks tokens against the trusted keys and the policy.
+pub struct Verifier {
+    keys: HashMap<String, (VerifyKey, Validation)>,
+    policy: VerifyPolicy,
+    verdicts: Cache<[u8; 32], Arc<Verdict>>,
+}
+
+impl Verifier {
+    /// A verifier trusting `keys`, each for its own algorithm only.
+    pub fn new(keys: impl IntoIterator<Item = VerifyKey>, policy: VerifyPolicy) -> Verifier {
+        let keys = keys
+            .into_iter()
+            .map(|key| {
+                let mut v = Validation::new(key.algorithm);
+                v.leeway = policy.leeway;
+                v.validate_nbf = true;
+                v.set_issuer(&[&policy.issuer]);
+                v.set_audience(&[&policy.audience]);
+                v.set_required_spec_claims(&["exp", "iss", "aud"]);
+                (key.kid.clone(), (key, v))
+            })
+            .collect();
+        let verdicts = Cache::builder()
+            .max_capacity(policy.cache_capacity)
+            .expire_after(UntilTokenExpiry)
+            .build();
+        Verifier {
+            keys,
+            policy,
+            verdicts,
+        }
+    }
+
+    /// Verifies `token` now.
+    ///
+    /// # Errors
+    /// Why the token is not acceptable.
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
+        self.verify_at(token, unix_now())
+    }
+
+    /// Verifies `token` as of `now` (unix seconds). Signature and claims are
+    /// checked against the real clock on a cache miss; a cache hit is
+    /// re-checked against `now`, which lets tests move the clock.
+    ///
+    /// # Errors
+    /// Why the token is not acceptable.
+    pub fn verify_at(&self, token: &str, now: u64) -> Result<Arc<Claims>, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLong);
+        }
+        let id: [u8; 32] = digest::digest(&digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .unwrap_or([0; 32]);
+        if let Some(verdict) = self.verdicts.get(&id) {
+            return if now <= verdict.valid_until {
+                Ok(verdict.claims.clone())
+            } else {
+                self.verdicts.invalidate(&id);
+                Err(TokenError::Expired)
+            };
+        }
+
+        let header = jsonwebtoken::decode_header(token).map_err(TokenError::Header)?;
+        let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+        let (key, validation) = self.keys.get(kid).ok_or(TokenError::UnknownKey)?;
+        if header.alg != key.algorithm {
+            return Err(TokenError::Algorithm(header.alg));
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, validation)
+            .map_err(TokenError::Invalid)?;
+        let claims = data.claims;
+        if claims.iat.is_some_and(|iat| iat > now + self.policy.leeway) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        let valid_until = claims.exp.saturating_add(self.policy.leeway);
+        if now > valid_until {
+            return Err(TokenError::Expired);
+        }
+        let claims = Arc::new(claims);
+        self.verdicts.insert(
+            id,
+            Arc::new(Verdict {
+                claims: claims.clone(),
+                valid_until,
+            }),
+        );
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+//! Config validation: the sample parses, and each bad key is named.
+
+use super::*;
+use crate::auth::key::tests::test_rsa_pem;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "MASTER" => Some("0123456789abcdef-master".into()),
+        "SHORT" => Some("short".into()),
+        "KEY" => Some(test_rsa_pem().0.clone()),
+        _ => None,
+    }
+}
+
+const GOOD: &str = r#"
+[listen]
+addr = "127.0.0.1:8080"
+admin_addr = "127.0.0.1:9090"
+
+[upstream]
+url = "http://127.0.0.1:8081"
+
+[chartmuseum]
+depth = 2
+
+[auth]
+realm = "http://localhost:8080/oauth/token"
+service = "localhost:8080"
+
+[issuer]
+signing_key = { env = "KEY" }
+master_key = { env = "MASTER" }
+"#;
+
+fn load(text: &str) -> Result<Config> {
+    Config::from_toml_str(text, Path::new("."), &env)
+}
+
+#[test]
+fn good_config_gets_defaults() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.routes.depth, 2);
+    assert_eq!(c.auth.audience, "localhost:8080");
+    assert_eq!(c.auth.issuer, "chartgate");
+    assert_eq!(c.issuer.path, "/oauth/token");
+    assert_eq!(c.issuer.token_ttl, Duration::from_secs(300));
+    assert_eq!(c.upstream.max_upload_bytes, 20 * 1024 * 1024);
+    assert!(c.issuer.master_key.matches("0123456789abcdef-master"));
+}
+
+#[test]
+fn the_shipped_sample_parses() {
+    let sample = include_str!("../../config/chartgate.toml");
+    let c = load(&sample.replace(
+        r#"signing_key = { file = "../certs/dev/signing-key.pem" }"#,
+        r#"signing_key = { env = "KEY" }"#,
+    )
+    .replace("CHARTGATE_MASTER_KEY", "MASTER"))
+    .unwrap();
+    assert_eq!(c.upstream.base, "http://127.0.0.1:8081/");
+    assert_eq!(c.listen.addr.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.auth.realm, "http://localhost:8080/oauth/token");
+    assert_eq!(c.routes.depth, 2);
+}
+
+/// Each mutation of the good config must fail with a message naming `key`.
+#[test]
+fn every_bad_key_is_named() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("depth = 2", "depth = \"two\"", "depth"),
+        ("depth = 2", "depth = 99", "chartmuseum.depth"),
+        ("depth = 2", "depth = 2\nbogus = 1", "bogus"),
+        ("addr = \"127.0.0.1:8080\"", "addr = \"nowhere\"", "addr"),
+        ("admin_addr = \"127.0.0.1:9090\"", "admin_addr = \"127.0.0.1:8080\"", "listen.admin_addr"),
+        ("url = \"http://127.0.0.1:8081\"", "url = \"ftp://127.0.0.1:8081\"", "upstream.url"),
+        ("url = \"http://127.0.0.1:8081\"", "url = \"http://127.0.0.1:8081/cm\"", "upstream.url"),
+        ("url = \"http://127.0.0.1:8081\"", "url = \"http://127.0.0.1:8081\"\ntimeout = \"soon\"", "timeout"),
+        ("realm = \"http://localhost:8080/oauth/token\"", "realm = \"/oauth/token\"", "auth.realm"),
+        ("realm = \"http://localhost:8080/oauth/token\"", "realm = \"http://x/\\\"y\"", "auth.realm"),
+        ("service = \"localhost:8080\"", "service = \"\"", "auth.service"),
+        ("depth = 2", "depth = 2\ncontext_path = \"/a/../b\"", "chartmuseum.context_path"),
+        ("master_key = { env = \"MASTER\" }", "master_key = { env = \"UNSET\" }", "issuer.master_key.env"),
+        ("master_key = { env = \"MASTER\" }", "master_key = { env = \"SHORT\" }", "issuer.master_key"),
+        ("master_key = { env = \"MASTER\" }", "master_key = { env = \"MASTER\", file = \"x\" }", "issuer.master_key"),
+        ("master_key = { env = \"MASTER\" }", "master_key = \"inline-secret-is-refused\"", "master_key"),
+        ("signing_key = { env = \"KEY\" }", "signing_key = { file = \"/nonexistent/key.pem\" }", "issuer.signing_key.file"),
+        ("signing_key = { env = \"KEY\" }", "signing_key = { env = \"MASTER\" }", "issuer.signing_key"),
+        ("signing_key = { env = \"KEY\" }", "signing_key = { env = \"KEY\" }\nalgorithm = \"HS256\"", "issuer.algorithm"),
+        ("signing_key = { env = \"KEY\" }", "signing_key = { env = \"KEY\" }\ntoken_ttl = \"5s\"", "issuer.token_ttl"),
+        ("signing_key = { env = \"KEY\" }", "signing_key = { env = \"KEY\" }\npath = \"/\"", "issuer.path"),
+    ];
+    for (from, to, key) in cases {
+        assert!(GOOD.contains(from), "fixture lacks {from:?}");
+        let text = GOOD.replacen(from, to, 1);
+        let err = format!("{:#}", load(&text).expect_err(to));
+        assert!(err.contains(key), "error for {to:?} does not name {key:?}: {err}");
+    }
+}
+
+#[test]
+fn missing_section_is_named() {
+    let text = GOOD.replace("[upstream]\nurl = \"http://127.0.0.1:8081\"\n", "");
+    let err = format!("{:#}", load(&text).unwrap_err());
+    assert!(err.contains("upstream"), "{err}");
+}
+
+#[test]
+fn context_path_is_normalised_like_chartmuseum() {
+    let c = load(&GOOD.replace("depth = 2", "depth = 2\ncontext_path = \"cm/\"")).unwrap();
+    assert_eq!(c.routes.context_path.as_deref(), Some("/cm"));
+    let c = load(&GOOD.replace("depth = 2", "depth = 2\ncontext_path = \"/\"")).unwrap();
+    assert_eq!(c.routes.context_path, None);
+}

@@ -1,0 +1,241 @@
+//! `GatewayError`: every way a request can fail, and the one place each is
+//! turned into a status code and a short JSON body.
+//!
+//! Bodies are generic; the cause goes to the log (at a level chosen by
+//! [`GatewayError::is_client_fault`]), never to the client.
+
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+use crate::auth::access::Scope;
+use crate::auth::challenge::Challenge;
+use crate::auth::credential::CredentialError;
+use crate::auth::path::PathError;
+use crate::auth::token::TokenError;
+use crate::body::{self, Body};
+
+/// `application/json; charset=utf-8`, as gin sends it.
+pub const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
+
+/// Why a proxied request was not authorized; logged, never sent.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("no credentials")]
+    Missing,
+    #[error(transparent)]
+    Credential(CredentialError),
+    #[error("basic credentials are not accepted here")]
+    Basic,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("token of {subject:?} does not grant this scope")]
+    InsufficientScope { subject: String },
+}
+
+/// RFC 6749 §5.2 error codes the token endpoint uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthCode {
+    InvalidRequest,
+    UnsupportedGrantType,
+    InvalidScope,
+}
+
+impl OAuthCode {
+    fn as_str(self) -> &'static str {
+        match self {
+            OAuthCode::InvalidRequest => "invalid_request",
+            OAuthCode::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthCode::InvalidScope => "invalid_scope",
+        }
+    }
+}
+
+/// Every failure of a request, one variant per cause.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("non-canonical path: {0}")]
+    BadPath(#[from] PathError),
+    #[error("more than one Host header")]
+    DuplicateHost,
+    #[error("more than one Authorization header")]
+    DuplicateCredentials,
+    #[error("no such route")]
+    NotFound,
+    #[error("unauthorized for {scope}: {cause}")]
+    Unauthorized { scope: Scope, cause: AuthFailure },
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("token request: {description}")]
+    TokenRequest {
+        code: OAuthCode,
+        description: String,
+    },
+    #[error("token request: bad client credentials")]
+    InvalidClient,
+    #[error("token endpoint takes POST")]
+    TokenMethod,
+    #[error("upstream unreachable")]
+    UpstreamUnavailable(#[source] crate::body::BoxError),
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The status this error is answered with. Exhaustive on purpose.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadPath(_) => StatusCode::BAD_REQUEST,
+            GatewayError::DuplicateHost => StatusCode::BAD_REQUEST,
+            GatewayError::DuplicateCredentials => StatusCode::BAD_REQUEST,
+            GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::TokenRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::InvalidClient => StatusCode::UNAUTHORIZED,
+            GatewayError::TokenMethod => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Whether the client caused this (logged at `debug`) rather than the
+    /// upstream or the gateway (logged at `warn`/`error`).
+    pub fn is_client_fault(&self) -> bool {
+        self.status().is_client_error()
+    }
+
+    /// The short JSON body sent with this error.
+    fn body(&self) -> serde_json::Value {
+        match self {
+            GatewayError::BadPath(_) | GatewayError::DuplicateHost => json!({"error": "bad request"}),
+            GatewayError::DuplicateCredentials => {
+                json!({"error": "bad request", "error_description": "more than one Authorization header"})
+            }
+            // The two bodies ChartMuseum itself sends (PROTOCOL.md §7).
+            GatewayError::NotFound => json!({"error": "not found"}),
+            GatewayError::Unauthorized { .. } => json!({"error": "unauthorized"}),
+            GatewayError::PayloadTooLarge { .. } => json!({"error": "request too large"}),
+            GatewayError::TokenRequest { code, description } => {
+                json!({"error": code.as_str(), "error_description": description})
+            }
+            GatewayError::InvalidClient => json!({"error": "invalid_client"}),
+            GatewayError::TokenMethod => {
+                json!({"error": "invalid_request", "error_description": "use POST"})
+            }
+            GatewayError::UpstreamUnavailable(_) => json!({"error": "bad gateway"}),
+            GatewayError::UpstreamTimeout => json!({"error": "gateway timeout"}),
+            GatewayError::Internal(_) => json!({"error": "internal server error"}),
+        }
+    }
+
+    /// The full response for this error.
+    pub fn into_response(self, challenge: &Challenge) -> Response<Body> {
+        let mut response = Response::new(body::json(&self.body()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, JSON);
+        match &self {
+            GatewayError::Unauthorized { scope, .. } => {
+                headers.insert(WWW_AUTHENTICATE, challenge.header(scope));
+            }
+            GatewayError::InvalidClient => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"chartgate\""));
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            GatewayError::TokenRequest { .. } => {
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            GatewayError::TokenMethod => {
+                headers.insert(ALLOW, HeaderValue::from_static("POST"));
+            }
+            GatewayError::PayloadTooLarge { .. } | GatewayError::BadPath(_) => {
+                // The unread rest of the body must not be parsed as a next request.
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::access::Action;
+    use http_body_util::BodyExt;
+
+    fn scope() -> Scope {
+        Scope {
+            namespace: "org1/repo1".into(),
+            action: Action::Push,
+        }
+    }
+
+    fn all() -> Vec<(GatewayError, u16, &'static str)> {
+        vec![
+            (GatewayError::BadPath(PathError::DotSegment), 400, r#"{"error":"bad request"}"#),
+            (GatewayError::DuplicateHost, 400, r#"{"error":"bad request"}"#),
+            (
+                GatewayError::DuplicateCredentials,
+                400,
+                r#"{"error":"bad request","error_description":"more than one Authorization header"}"#,
+            ),
+            (GatewayError::NotFound, 404, r#"{"error":"not found"}"#),
+            (
+                GatewayError::Unauthorized { scope: scope(), cause: AuthFailure::Missing },
+                401,
+                r#"{"error":"unauthorized"}"#,
+            ),
+            (GatewayError::PayloadTooLarge { limit: 1 }, 413, r#"{"error":"request too large"}"#),
+            (
+                GatewayError::TokenRequest { code: OAuthCode::InvalidScope, description: "x".into() },
+                400,
+                r#"{"error":"invalid_scope","error_description":"x"}"#,
+            ),
+            (GatewayError::InvalidClient, 401, r#"{"error":"invalid_client"}"#),
+            (GatewayError::TokenMethod, 405, r#"{"error":"invalid_request","error_description":"use POST"}"#),
+            (GatewayError::UpstreamUnavailable("refused".into()), 502, r#"{"error":"bad gateway"}"#),
+            (GatewayError::UpstreamTimeout, 504, r#"{"error":"gateway timeout"}"#),
+            (GatewayError::Internal("x".into()), 500, r#"{"error":"internal server error"}"#),
+        ]
+    }
+
+    #[tokio::test]
+    async fn each_error_has_its_status_and_generic_body() {
+        let challenge = Challenge::new("http://gw/oauth/token", "gw");
+        for (err, status, body) in all() {
+            let what = format!("{err:?}");
+            let resp = err.into_response(&challenge);
+            assert_eq!(resp.status().as_u16(), status, "{what}");
+            assert_eq!(resp.headers()[CONTENT_TYPE], "application/json; charset=utf-8");
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(std::str::from_utf8(&bytes).unwrap(), body, "{what}");
+        }
+    }
+
+    #[test]
+    fn unauthorized_carries_the_challenge() {
+        let challenge = Challenge::new("http://gw/oauth/token", "gw");
+        let err = GatewayError::Unauthorized { scope: scope(), cause: AuthFailure::Missing };
+        let resp = err.into_response(&challenge);
+        assert_eq!(
+            resp.headers()[WWW_AUTHENTICATE],
+            r#"Bearer realm="http://gw/oauth/token",service="gw",scope="artifact-repository:org1/repo1:push""#
+        );
+    }
+
+    #[test]
+    fn bodies_never_carry_the_cause() {
+        let err = GatewayError::Unauthorized {
+            scope: scope(),
+            cause: AuthFailure::InsufficientScope { subject: "secret-subject".into() },
+        };
+        assert!(!err.body().to_string().contains("secret-subject"));
+        let err = GatewayError::Internal("key file /etc/x unreadable".into());
+        assert!(!err.body().to_string().contains("/etc/x"));
+    }
+}

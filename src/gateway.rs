@@ -1,0 +1,224 @@
+//! The per-request flow: dispatch to the issuer, or check the path, resolve
+//! the route and scope, authenticate, authorize, and forward.
+//!
+//! [`Gateway::handle`] is the infallible outer function hyper calls; it logs
+//! once and turns any [`GatewayError`] into a response. [`Gateway::route`]
+//! is the inner function, written with `?`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, HOST};
+use hyper::{Request, Response};
+use tracing::{debug, error, info, warn, Instrument};
+
+use crate::auth::access::{allows, Scope};
+use crate::auth::challenge::Challenge;
+use crate::auth::credential::{self, Credential, CredentialError};
+use crate::auth::path;
+use crate::auth::route::Routes;
+use crate::auth::token::{Verifier, VerifyPolicy};
+use crate::body::Body;
+use crate::config::Config;
+use crate::error::{AuthFailure, GatewayError};
+use crate::issuer::mint::Minter;
+use crate::issuer::Issuer;
+use crate::proxy::header;
+use crate::proxy::upstream::{self, Upstream};
+
+/// Longest client-supplied `X-Request-Id` echoed; longer ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// What the server knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The downstream peer.
+    pub peer: SocketAddr,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub proto: &'static str,
+}
+
+/// Shared state of the running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    routes: Routes,
+    challenge: Challenge,
+    verifier: Verifier,
+    issuer: Issuer,
+    token_path: String,
+    upstream: Arc<Upstream>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Verifier")
+    }
+}
+
+impl Gateway {
+    /// Builds the gateway from a validated config.
+    pub fn from_config(config: Config) -> Gateway {
+        let auth = &config.auth;
+        let verifier = Verifier::new(
+            [config.issuer.signing_key.public.clone()],
+            VerifyPolicy {
+                issuer: auth.issuer.clone(),
+                audience: auth.audience.clone(),
+                leeway: auth.leeway.as_secs(),
+                cache_capacity: auth.token_cache_capacity,
+            },
+        );
+        let minter = Minter::new(
+            config.issuer.signing_key,
+            auth.issuer.clone(),
+            auth.audience.clone(),
+            config.issuer.token_ttl,
+        );
+        Gateway {
+            routes: Routes::new(&config.routes),
+            challenge: Challenge::new(auth.realm.clone(), auth.service.clone()),
+            verifier,
+            issuer: Issuer::new(minter, config.issuer.master_key, config.routes.depth),
+            token_path: config.issuer.path,
+            upstream: Arc::new(Upstream::new(
+                &config.upstream,
+                config.routes.context_path.as_deref(),
+            )),
+        }
+    }
+
+    /// The upstream client, shared with the admin listener's readiness probe.
+    pub fn upstream(&self) -> Arc<Upstream> {
+        self.upstream.clone()
+    }
+
+    /// The issuer (for its minter and public key).
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// Serves one request. Never fails: errors become responses here, and
+    /// this is where the one access-log line per request is written.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Result<Response<Body>, Infallible> {
+        let started = Instant::now();
+        let request_id = request_id(&req);
+        let span = tracing::info_span!(
+            "request",
+            id = %request_id.to_str().unwrap_or("-"),
+            peer = %conn.peer,
+            method = %req.method(),
+            path = %req.uri().path(),
+            sub = tracing::field::Empty,
+        );
+        async move {
+            let mut response = match self.route(req, conn, &request_id).await {
+                Ok(response) => response,
+                Err(e) => {
+                    if e.is_client_fault() {
+                        debug!(error = %e, "refused");
+                    } else if matches!(e, GatewayError::Internal(_)) {
+                        error!(error = %e, "internal error");
+                    } else {
+                        warn!(error = %e, source = ?std::error::Error::source(&e), "upstream failure");
+                    }
+                    e.into_response(&self.challenge)
+                }
+            };
+            response.headers_mut().insert("x-request-id", request_id);
+            info!(
+                status = response.status().as_u16(),
+                micros = started.elapsed().as_micros() as u64,
+                "done"
+            );
+            Ok(response)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The inner flow, written with `?`.
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        request_id: &HeaderValue,
+    ) -> Result<Response<Body>, GatewayError> {
+        if req.headers().get_all(HOST).iter().count() > 1 {
+            return Err(GatewayError::DuplicateHost);
+        }
+        if req.uri().path() == self.token_path {
+            let (subject, response) = self.issuer.handle(req).await?;
+            tracing::Span::current().record("sub", subject.as_str());
+            return Ok(response);
+        }
+
+        path::check(req.uri().path())?;
+        let resolved = self
+            .routes
+            .resolve(req.method(), req.uri().path())
+            .ok_or(GatewayError::NotFound)?;
+        if let Some(scope) = resolved.scope() {
+            let subject = self.authorize(req.headers(), scope)?;
+            tracing::Span::current().record("sub", subject.as_str());
+        }
+
+        let mut req = req;
+        header::prepare_request(req.headers_mut(), conn.peer, conn.proto, request_id);
+        let mut response = self.upstream.send(req).await?;
+        header::prepare_response(response.headers_mut());
+        Ok(upstream::into_body(response))
+    }
+
+    /// Authenticates the request's credential and checks it grants `scope`.
+    /// Returns the subject.
+    fn authorize(&self, headers: &hyper::HeaderMap, scope: Scope) -> Result<String, GatewayError> {
+        let deny = |cause| GatewayError::Unauthorized {
+            scope: scope.clone(),
+            cause,
+        };
+        let token = match credential::from_headers(headers) {
+            Ok(Some(Credential::Bearer(token))) => token,
+            Ok(Some(Credential::Basic { .. })) => return Err(deny(AuthFailure::Basic)),
+            Ok(None) => return Err(deny(AuthFailure::Missing)),
+            Err(CredentialError::Duplicate) => return Err(GatewayError::DuplicateCredentials),
+            Err(e) => return Err(deny(AuthFailure::Credential(e))),
+        };
+        let claims = self
+            .verifier
+            .verify(&token)
+            .map_err(|e| deny(AuthFailure::Token(e)))?;
+        if allows(&claims.access, &scope) {
+            Ok(claims.sub.clone())
+        } else {
+            Err(deny(AuthFailure::InsufficientScope {
+                subject: claims.sub.clone(),
+            }))
+        }
+    }
+}
+
+/// The request's id: the client's `X-Request-Id` when it is short and
+/// printable (so logs on both sides line up, as ChartMuseum echoes it),
+/// a fresh UUIDv4 otherwise.
+fn request_id(req: &Request<Incoming>) -> HeaderValue {
+    req.headers()
+        .get("x-request-id")
+        .filter(|v| {
+            v.len() <= MAX_REQUEST_ID_LEN
+                && v.as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .unwrap_or(HeaderValue::from_static("-"))
+        })
+}

@@ -1,0 +1,43 @@
+//! chartgate: a token-based, per-repository auth gateway in front of an
+//! unmodified ChartMuseum.
+//!
+//! # Layout
+//!
+//! The folders follow a request through the gateway:
+//!
+//! - [`server`]: listeners, per-connection tasks, limits, graceful drain,
+//!   and the admin listener (`/healthz`, `/readyz`).
+//! - [`gateway`]: the per-request flow and the single access-log line.
+//! - [`auth`]: canonical paths, ChartMuseum's route table, scopes,
+//!   credentials, token verification, keys and the `WWW-Authenticate` challenge.
+//! - [`issuer`]: the `/oauth/token` endpoint and token minting.
+//! - [`proxy`]: header hygiene and the pooled, streaming upstream client.
+//! - [`error`]: every failure and the one place it becomes a status.
+//! - [`config`], [`secret`], [`body`], [`telemetry`]: the supporting nouns.
+//!
+//! # Request flow
+//!
+//! 1. `server` accepts and hands the request to [`gateway::Gateway::handle`].
+//! 2. The token path goes to [`issuer::Issuer::handle`]; everything else:
+//! 3. [`auth::path::check`] refuses non-canonical paths (`400`);
+//! 4. [`auth::route::Routes::resolve`] finds ChartMuseum's route, or `404`;
+//! 5. a route with an action needs a token granting that exact scope, else
+//!    `401` with ChartMuseum's challenge;
+//! 6. [`proxy`] strips and stamps headers and streams the request upstream.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod issuer;
+pub mod proxy;
+pub mod secret;
+pub mod server;
+pub mod telemetry;
+
+pub use config::Config;
+pub use gateway::Gateway;
+pub use server::run;

@@ -1,0 +1,145 @@
+//! The `chartgate` binary: parse the command line, load the config, serve.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use tracing::{error, info};
+
+use chartgate::auth::key;
+use chartgate::server::admin::Admin;
+use chartgate::{server, telemetry, Config, Gateway};
+
+/// Exit status for a bad command line or configuration (BSD `EX_USAGE`).
+const EX_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(version, about = "Token-based auth gateway for ChartMuseum")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Path to the TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration and exit.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the public key (SPKI PEM) matching the configured signing key:
+    /// what a ChartMuseum in its own bearer mode takes as --auth-cert-path.
+    PublicKey {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write a new RSA-2048 signing key pair (signing-key.pem, signing-key.pub.pem).
+    Keygen {
+        /// Directory to write into; created if missing.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    telemetry::init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Check { config } => Config::load(&config).map(|_| println!("config ok")),
+        Command::PublicKey { config } => public_key(&config),
+        Command::Keygen { out, force } => keygen(out, force),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chartgate: {e:#}");
+            ExitCode::from(EX_USAGE)
+        }
+    }
+}
+
+fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+    // Load and validate before touching the network, so a bad config never
+    // leaves a half-started process behind.
+    let config = Config::load(&config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listeners = server::bind(&config.listen).await?;
+        let listen = config.listen.clone();
+        info!(
+            upstream = %config.upstream.base,
+            depth = config.routes.depth,
+            realm = %config.auth.realm,
+            kid = %config.issuer.signing_key.kid,
+            "chartgate starting"
+        );
+        let gateway = Arc::new(Gateway::from_config(config));
+        let admin = Arc::new(Admin {
+            upstream: gateway.upstream(),
+            draining: Arc::new(AtomicBool::new(false)),
+        });
+        let shutdown = async {
+            if let Err(e) = server::shutdown::signal().await {
+                error!(error = %e, "cannot install signal handlers");
+                std::future::pending::<()>().await;
+            }
+        };
+        server::run(listeners, gateway, Some(admin), listen, shutdown).await
+    })
+}
+
+fn public_key(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    match &config.issuer.signing_key.public_pem {
+        Some(pem) => {
+            print!("{pem}");
+            Ok(())
+        }
+        None => bail!("issuer.signing_key: public-key export supports RSA keys only"),
+    }
+}
+
+fn keygen(out: PathBuf, force: bool) -> anyhow::Result<()> {
+    let private = out.join("signing-key.pem");
+    let public = out.join("signing-key.pub.pem");
+    if !force && (private.exists() || public.exists()) {
+        bail!("{} already exists; pass --force to replace it", private.display());
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let (private_pem, public_pem) = key::generate_rsa_pem()?;
+    write_private(&private, private_pem.as_bytes())?;
+    std::fs::write(&public, public_pem).with_context(|| format!("writing {}", public.display()))?;
+    println!("wrote {} and {}", private.display(), public.display());
+    Ok(())
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(bytes)?;
+    Ok(())
+}
