@@ -248,13 +248,16 @@ impl RawConfig {
     /// The first invalid key, by name.
     pub fn validate(self, base: &Path, env: EnvLookup<'_>) -> Result<Config> {
         let l = self.listen;
-        ensure!(l.max_connections > 0, "listen.max_connections must be at least 1");
+        ensure!(
+            l.max_connections > 0,
+            "listen.max_connections must be at least 1"
+        );
         ensure!(
             !l.header_read_timeout.is_zero(),
             "listen.header_read_timeout must be more than zero"
         );
         ensure!(
-            l.admin_addr != Some(l.addr),
+            l.addr.port() == 0 || l.admin_addr != Some(l.addr),
             "listen.admin_addr must differ from listen.addr"
         );
 
@@ -268,17 +271,34 @@ impl RawConfig {
             "upstream.url must start with http://, got {:?}",
             u.url
         );
-        ensure!(base_uri.authority().is_some(), "upstream.url has no host: {:?}", u.url);
+        ensure!(
+            base_uri.authority().is_some(),
+            "upstream.url has no host: {:?}",
+            u.url
+        );
         ensure!(
             matches!(base_uri.path(), "" | "/") && base_uri.query().is_none(),
             "upstream.url must be scheme://host:port only; set chartmuseum.context_path for a prefix"
         );
-        ensure!(!u.connect_timeout.is_zero(), "upstream.connect_timeout must be more than zero");
-        ensure!(!u.timeout.is_zero(), "upstream.timeout must be more than zero");
-        ensure!(u.max_upload_bytes > 0, "upstream.max_upload_bytes must be more than zero");
+        ensure!(
+            !u.connect_timeout.is_zero(),
+            "upstream.connect_timeout must be more than zero"
+        );
+        ensure!(
+            !u.timeout.is_zero(),
+            "upstream.timeout must be more than zero"
+        );
+        ensure!(
+            u.max_upload_bytes > 0,
+            "upstream.max_upload_bytes must be more than zero"
+        );
 
         let c = self.chartmuseum;
-        ensure!(c.depth <= 16, "chartmuseum.depth must be at most 16, got {}", c.depth);
+        ensure!(
+            c.depth <= 16,
+            "chartmuseum.depth must be at most 16, got {}",
+            c.depth
+        );
         let context_path = match c.context_path.as_deref().map(|p| p.trim_matches('/')) {
             None | Some("") => None,
             Some(p) => {
@@ -301,7 +321,11 @@ impl RawConfig {
             "auth.realm must be an absolute http(s) URL of the token endpoint, got {:?}",
             a.realm
         );
-        for (key, value) in [("auth.realm", &a.realm), ("auth.service", &a.service), ("auth.issuer", &a.issuer)] {
+        for (key, value) in [
+            ("auth.realm", &a.realm),
+            ("auth.service", &a.service),
+            ("auth.issuer", &a.issuer),
+        ] {
             ensure!(!value.is_empty(), "{key} must not be empty");
             ensure!(
                 is_quotable(value),
@@ -310,7 +334,10 @@ impl RawConfig {
         }
         let audience = a.audience.unwrap_or_else(|| a.service.clone());
         ensure!(!audience.is_empty(), "auth.audience must not be empty");
-        ensure!(a.token_cache_capacity > 0, "auth.token_cache_capacity must be at least 1");
+        ensure!(
+            a.token_cache_capacity > 0,
+            "auth.token_cache_capacity must be at least 1"
+        );
         let auth = AuthConfig {
             realm: a.realm,
             service: a.service,

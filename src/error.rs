@@ -4,7 +4,9 @@
 //! Bodies are generic; the cause goes to the log (at a level chosen by
 //! [`GatewayError::is_client_fault`]), never to the client.
 
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
@@ -111,7 +113,9 @@ impl GatewayError {
     /// The short JSON body sent with this error.
     fn body(&self) -> serde_json::Value {
         match self {
-            GatewayError::BadPath(_) | GatewayError::DuplicateHost => json!({"error": "bad request"}),
+            GatewayError::BadPath(_) | GatewayError::DuplicateHost => {
+                json!({"error": "bad request"})
+            }
             GatewayError::DuplicateCredentials => {
                 json!({"error": "bad request", "error_description": "more than one Authorization header"})
             }
@@ -143,7 +147,10 @@ impl GatewayError {
                 headers.insert(WWW_AUTHENTICATE, challenge.header(scope));
             }
             GatewayError::InvalidClient => {
-                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"chartgate\""));
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"chartgate\""),
+                );
                 headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }
             GatewayError::TokenRequest { .. } => {
@@ -177,8 +184,16 @@ mod tests {
 
     fn all() -> Vec<(GatewayError, u16, &'static str)> {
         vec![
-            (GatewayError::BadPath(PathError::DotSegment), 400, r#"{"error":"bad request"}"#),
-            (GatewayError::DuplicateHost, 400, r#"{"error":"bad request"}"#),
+            (
+                GatewayError::BadPath(PathError::DotSegment),
+                400,
+                r#"{"error":"bad request"}"#,
+            ),
+            (
+                GatewayError::DuplicateHost,
+                400,
+                r#"{"error":"bad request"}"#,
+            ),
             (
                 GatewayError::DuplicateCredentials,
                 400,
@@ -186,21 +201,51 @@ mod tests {
             ),
             (GatewayError::NotFound, 404, r#"{"error":"not found"}"#),
             (
-                GatewayError::Unauthorized { scope: scope(), cause: AuthFailure::Missing },
+                GatewayError::Unauthorized {
+                    scope: scope(),
+                    cause: AuthFailure::Missing,
+                },
                 401,
                 r#"{"error":"unauthorized"}"#,
             ),
-            (GatewayError::PayloadTooLarge { limit: 1 }, 413, r#"{"error":"request too large"}"#),
             (
-                GatewayError::TokenRequest { code: OAuthCode::InvalidScope, description: "x".into() },
+                GatewayError::PayloadTooLarge { limit: 1 },
+                413,
+                r#"{"error":"request too large"}"#,
+            ),
+            (
+                GatewayError::TokenRequest {
+                    code: OAuthCode::InvalidScope,
+                    description: "x".into(),
+                },
                 400,
                 r#"{"error":"invalid_scope","error_description":"x"}"#,
             ),
-            (GatewayError::InvalidClient, 401, r#"{"error":"invalid_client"}"#),
-            (GatewayError::TokenMethod, 405, r#"{"error":"invalid_request","error_description":"use POST"}"#),
-            (GatewayError::UpstreamUnavailable("refused".into()), 502, r#"{"error":"bad gateway"}"#),
-            (GatewayError::UpstreamTimeout, 504, r#"{"error":"gateway timeout"}"#),
-            (GatewayError::Internal("x".into()), 500, r#"{"error":"internal server error"}"#),
+            (
+                GatewayError::InvalidClient,
+                401,
+                r#"{"error":"invalid_client"}"#,
+            ),
+            (
+                GatewayError::TokenMethod,
+                405,
+                r#"{"error":"invalid_request","error_description":"use POST"}"#,
+            ),
+            (
+                GatewayError::UpstreamUnavailable("refused".into()),
+                502,
+                r#"{"error":"bad gateway"}"#,
+            ),
+            (
+                GatewayError::UpstreamTimeout,
+                504,
+                r#"{"error":"gateway timeout"}"#,
+            ),
+            (
+                GatewayError::Internal("x".into()),
+                500,
+                r#"{"error":"internal server error"}"#,
+            ),
         ]
     }
 
@@ -211,7 +256,10 @@ mod tests {
             let what = format!("{err:?}");
             let resp = err.into_response(&challenge);
             assert_eq!(resp.status().as_u16(), status, "{what}");
-            assert_eq!(resp.headers()[CONTENT_TYPE], "application/json; charset=utf-8");
+            assert_eq!(
+                resp.headers()[CONTENT_TYPE],
+                "application/json; charset=utf-8"
+            );
             let bytes = resp.into_body().collect().await.unwrap().to_bytes();
             assert_eq!(std::str::from_utf8(&bytes).unwrap(), body, "{what}");
         }
@@ -220,7 +268,10 @@ mod tests {
     #[test]
     fn unauthorized_carries_the_challenge() {
         let challenge = Challenge::new("http://gw/oauth/token", "gw");
-        let err = GatewayError::Unauthorized { scope: scope(), cause: AuthFailure::Missing };
+        let err = GatewayError::Unauthorized {
+            scope: scope(),
+            cause: AuthFailure::Missing,
+        };
         let resp = err.into_response(&challenge);
         assert_eq!(
             resp.headers()[WWW_AUTHENTICATE],
@@ -232,7 +283,9 @@ mod tests {
     fn bodies_never_carry_the_cause() {
         let err = GatewayError::Unauthorized {
             scope: scope(),
-            cause: AuthFailure::InsufficientScope { subject: "secret-subject".into() },
+            cause: AuthFailure::InsufficientScope {
+                subject: "secret-subject".into(),
+            },
         };
         assert!(!err.body().to_string().contains("secret-subject"));
         let err = GatewayError::Internal("key file /etc/x unreadable".into());

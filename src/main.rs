@@ -119,7 +119,10 @@ fn keygen(out: PathBuf, force: bool) -> anyhow::Result<()> {
     let private = out.join("signing-key.pem");
     let public = out.join("signing-key.pub.pem");
     if !force && (private.exists() || public.exists()) {
-        bail!("{} already exists; pass --force to replace it", private.display());
+        bail!(
+            "{} already exists; pass --force to replace it",
+            private.display()
+        );
     }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let (private_pem, public_pem) = key::generate_rsa_pem()?;

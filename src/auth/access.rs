@@ -208,7 +208,11 @@ impl AccessEntry {
         AccessEntry {
             kind: RESOURCE_TYPE.to_owned(),
             name: request.name.clone(),
-            actions: request.actions.iter().map(|a| a.as_str().to_owned()).collect(),
+            actions: request
+                .actions
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect(),
         }
     }
 }

@@ -43,9 +43,9 @@ pub enum CredentialError {
 fn is_token68(s: &str) -> bool {
     let body = s.trim_end_matches('=');
     !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 /// Reads the credential in `headers`, if any.
@@ -64,16 +64,16 @@ pub fn from_headers(headers: &HeaderMap) -> Result<Option<Credential>, Credentia
         return Err(CredentialError::Duplicate);
     }
     let value = value.to_str().map_err(|_| CredentialError::Malformed)?;
-    let (scheme, rest) = value
-        .split_once(' ')
-        .ok_or(CredentialError::Malformed)?;
+    let (scheme, rest) = value.split_once(' ').ok_or(CredentialError::Malformed)?;
     if !is_token68(rest) {
         return Err(CredentialError::Malformed);
     }
     if scheme.eq_ignore_ascii_case("bearer") {
         Ok(Some(Credential::Bearer(rest.to_owned())))
     } else if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = STANDARD.decode(rest).map_err(|_| CredentialError::Malformed)?;
+        let decoded = STANDARD
+            .decode(rest)
+            .map_err(|_| CredentialError::Malformed)?;
         let decoded = String::from_utf8(decoded).map_err(|_| CredentialError::Malformed)?;
         let (user, password) = decoded.split_once(':').ok_or(CredentialError::Malformed)?;
         Ok(Some(Credential::Basic {
@@ -101,27 +101,57 @@ mod tests {
     #[test]
     fn reads_bearer_and_basic() {
         assert_eq!(parse(&[]), Ok(None));
-        assert_eq!(parse(&["Bearer abc.def.ghi"]), Ok(Some(Credential::Bearer("abc.def.ghi".into()))));
-        assert_eq!(parse(&["bEaReR abc"]), Ok(Some(Credential::Bearer("abc".into()))));
+        assert_eq!(
+            parse(&["Bearer abc.def.ghi"]),
+            Ok(Some(Credential::Bearer("abc.def.ghi".into())))
+        );
+        assert_eq!(
+            parse(&["bEaReR abc"]),
+            Ok(Some(Credential::Bearer("abc".into())))
+        );
         assert_eq!(
             parse(&["Basic dXNlcjpwYTpzcw=="]),
-            Ok(Some(Credential::Basic { user: "user".into(), password: "pa:ss".into() }))
+            Ok(Some(Credential::Basic {
+                user: "user".into(),
+                password: "pa:ss".into()
+            }))
         );
     }
 
     #[test]
     fn refuses_ambiguous_or_malformed_headers() {
-        assert_eq!(parse(&["Bearer a", "Bearer b"]), Err(CredentialError::Duplicate));
-        for bad in ["Bearer", "Bearer ", "Bearer  abc", "Bearer a b", "Bearer a\"b", "Basic !!", "Basic dXNlcg==", "MASTERKEY"] {
+        assert_eq!(
+            parse(&["Bearer a", "Bearer b"]),
+            Err(CredentialError::Duplicate)
+        );
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer  abc",
+            "Bearer a b",
+            "Bearer a\"b",
+            "Basic !!",
+            "Basic dXNlcg==",
+            "MASTERKEY",
+        ] {
             assert_eq!(parse(&[bad]), Err(CredentialError::Malformed), "{bad:?}");
         }
-        assert_eq!(parse(&["Digest abc"]), Err(CredentialError::UnsupportedScheme));
-        assert_eq!(parse(&["xBearer abc"]), Err(CredentialError::UnsupportedScheme));
+        assert_eq!(
+            parse(&["Digest abc"]),
+            Err(CredentialError::UnsupportedScheme)
+        );
+        assert_eq!(
+            parse(&["xBearer abc"]),
+            Err(CredentialError::UnsupportedScheme)
+        );
     }
 
     #[test]
     fn debug_output_redacts_secrets() {
-        let c = Credential::Basic { user: "u".into(), password: "hunter2".into() };
+        let c = Credential::Basic {
+            user: "u".into(),
+            password: "hunter2".into(),
+        };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!format!("{:?}", Credential::Bearer("tok".into())).contains("tok"));
     }

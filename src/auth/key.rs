@@ -89,8 +89,8 @@ impl SigningKey {
         } else {
             EncodingKey::from_ec_pem(pem).context("not an EC private key in PKCS#8 PEM form")?
         };
-        let jwk = Jwk::from_encoding_key(&encoding, algorithm)
-            .context("cannot derive the public key")?;
+        let jwk =
+            Jwk::from_encoding_key(&encoding, algorithm).context("cannot derive the public key")?;
         let decoding = match &jwk.algorithm {
             AlgorithmParameters::RSA(p) => DecodingKey::from_rsa_components(&p.n, &p.e)?,
             AlgorithmParameters::EllipticCurve(p) => DecodingKey::from_ec_components(&p.x, &p.y)?,

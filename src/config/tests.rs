@@ -51,11 +51,14 @@ fn good_config_gets_defaults() {
 #[test]
 fn the_shipped_sample_parses() {
     let sample = include_str!("../../config/chartgate.toml");
-    let c = load(&sample.replace(
-        r#"signing_key = { file = "../certs/dev/signing-key.pem" }"#,
-        r#"signing_key = { env = "KEY" }"#,
+    let c = load(
+        &sample
+            .replace(
+                r#"signing_key = { file = "../certs/dev/signing-key.pem" }"#,
+                r#"signing_key = { env = "KEY" }"#,
+            )
+            .replace("CHARTGATE_MASTER_KEY", "MASTER"),
     )
-    .replace("CHARTGATE_MASTER_KEY", "MASTER"))
     .unwrap();
     assert_eq!(c.upstream.base, "http://127.0.0.1:8081/");
     assert_eq!(c.listen.addr.to_string(), "127.0.0.1:8080");
@@ -71,29 +74,100 @@ fn every_bad_key_is_named() {
         ("depth = 2", "depth = 99", "chartmuseum.depth"),
         ("depth = 2", "depth = 2\nbogus = 1", "bogus"),
         ("addr = \"127.0.0.1:8080\"", "addr = \"nowhere\"", "addr"),
-        ("admin_addr = \"127.0.0.1:9090\"", "admin_addr = \"127.0.0.1:8080\"", "listen.admin_addr"),
-        ("url = \"http://127.0.0.1:8081\"", "url = \"ftp://127.0.0.1:8081\"", "upstream.url"),
-        ("url = \"http://127.0.0.1:8081\"", "url = \"http://127.0.0.1:8081/cm\"", "upstream.url"),
-        ("url = \"http://127.0.0.1:8081\"", "url = \"http://127.0.0.1:8081\"\ntimeout = \"soon\"", "timeout"),
-        ("realm = \"http://localhost:8080/oauth/token\"", "realm = \"/oauth/token\"", "auth.realm"),
-        ("realm = \"http://localhost:8080/oauth/token\"", "realm = \"http://x/\\\"y\"", "auth.realm"),
-        ("service = \"localhost:8080\"", "service = \"\"", "auth.service"),
-        ("depth = 2", "depth = 2\ncontext_path = \"/a/../b\"", "chartmuseum.context_path"),
-        ("master_key = { env = \"MASTER\" }", "master_key = { env = \"UNSET\" }", "issuer.master_key.env"),
-        ("master_key = { env = \"MASTER\" }", "master_key = { env = \"SHORT\" }", "issuer.master_key"),
-        ("master_key = { env = \"MASTER\" }", "master_key = { env = \"MASTER\", file = \"x\" }", "issuer.master_key"),
-        ("master_key = { env = \"MASTER\" }", "master_key = \"inline-secret-is-refused\"", "master_key"),
-        ("signing_key = { env = \"KEY\" }", "signing_key = { file = \"/nonexistent/key.pem\" }", "issuer.signing_key.file"),
-        ("signing_key = { env = \"KEY\" }", "signing_key = { env = \"MASTER\" }", "issuer.signing_key"),
-        ("signing_key = { env = \"KEY\" }", "signing_key = { env = \"KEY\" }\nalgorithm = \"HS256\"", "issuer.algorithm"),
-        ("signing_key = { env = \"KEY\" }", "signing_key = { env = \"KEY\" }\ntoken_ttl = \"5s\"", "issuer.token_ttl"),
-        ("signing_key = { env = \"KEY\" }", "signing_key = { env = \"KEY\" }\npath = \"/\"", "issuer.path"),
+        (
+            "admin_addr = \"127.0.0.1:9090\"",
+            "admin_addr = \"127.0.0.1:8080\"",
+            "listen.admin_addr",
+        ),
+        (
+            "url = \"http://127.0.0.1:8081\"",
+            "url = \"ftp://127.0.0.1:8081\"",
+            "upstream.url",
+        ),
+        (
+            "url = \"http://127.0.0.1:8081\"",
+            "url = \"http://127.0.0.1:8081/cm\"",
+            "upstream.url",
+        ),
+        (
+            "url = \"http://127.0.0.1:8081\"",
+            "url = \"http://127.0.0.1:8081\"\ntimeout = \"soon\"",
+            "timeout",
+        ),
+        (
+            "realm = \"http://localhost:8080/oauth/token\"",
+            "realm = \"/oauth/token\"",
+            "auth.realm",
+        ),
+        (
+            "realm = \"http://localhost:8080/oauth/token\"",
+            "realm = \"http://x/\\\"y\"",
+            "auth.realm",
+        ),
+        (
+            "service = \"localhost:8080\"",
+            "service = \"\"",
+            "auth.service",
+        ),
+        (
+            "depth = 2",
+            "depth = 2\ncontext_path = \"/a/../b\"",
+            "chartmuseum.context_path",
+        ),
+        (
+            "master_key = { env = \"MASTER\" }",
+            "master_key = { env = \"UNSET\" }",
+            "issuer.master_key.env",
+        ),
+        (
+            "master_key = { env = \"MASTER\" }",
+            "master_key = { env = \"SHORT\" }",
+            "issuer.master_key",
+        ),
+        (
+            "master_key = { env = \"MASTER\" }",
+            "master_key = { env = \"MASTER\", file = \"x\" }",
+            "issuer.master_key",
+        ),
+        (
+            "master_key = { env = \"MASTER\" }",
+            "master_key = \"inline-secret-is-refused\"",
+            "master_key",
+        ),
+        (
+            "signing_key = { env = \"KEY\" }",
+            "signing_key = { file = \"/nonexistent/key.pem\" }",
+            "issuer.signing_key.file",
+        ),
+        (
+            "signing_key = { env = \"KEY\" }",
+            "signing_key = { env = \"MASTER\" }",
+            "issuer.signing_key",
+        ),
+        (
+            "signing_key = { env = \"KEY\" }",
+            "signing_key = { env = \"KEY\" }\nalgorithm = \"HS256\"",
+            "issuer.algorithm",
+        ),
+        (
+            "signing_key = { env = \"KEY\" }",
+            "signing_key = { env = \"KEY\" }\ntoken_ttl = \"5s\"",
+            "issuer.token_ttl",
+        ),
+        (
+            "signing_key = { env = \"KEY\" }",
+            "signing_key = { env = \"KEY\" }\npath = \"/\"",
+            "issuer.path",
+        ),
     ];
     for (from, to, key) in cases {
         assert!(GOOD.contains(from), "fixture lacks {from:?}");
         let text = GOOD.replacen(from, to, 1);
         let err = format!("{:#}", load(&text).expect_err(to));
-        assert!(err.contains(key), "error for {to:?} does not name {key:?}: {err}");
+        assert!(
+            err.contains(key),
+            "error for {to:?} does not name {key:?}: {err}"
+        );
     }
 }
 

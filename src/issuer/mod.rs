@@ -62,7 +62,10 @@ impl Issuer {
     ///
     /// # Errors
     /// The request is refused; see [`GatewayError`] for the statuses.
-    pub async fn handle(&self, req: Request<Incoming>) -> Result<(String, Response<Body>), GatewayError> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<(String, Response<Body>), GatewayError> {
         if req.method() != Method::POST {
             return Err(GatewayError::TokenMethod);
         }
@@ -148,18 +151,24 @@ async fn read_form(req: Request<Incoming>) -> Result<Bytes, GatewayError> {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+            v.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
         });
     if !is_form {
         return Ok(Bytes::new());
     }
-    match Limited::new(req.into_body(), MAX_FORM_BYTES).collect().await {
+    match Limited::new(req.into_body(), MAX_FORM_BYTES)
+        .collect()
+        .await
+    {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::PayloadTooLarge {
-            limit: MAX_FORM_BYTES as u64,
-        }),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::PayloadTooLarge {
+                limit: MAX_FORM_BYTES as u64,
+            })
+        }
         Err(_) => Err(GatewayError::TokenRequest {
             code: OAuthCode::InvalidRequest,
             description: "could not read the request body".into(),

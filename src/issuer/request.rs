@@ -53,7 +53,11 @@ impl TokenRequest {
                 _ => {}
             }
         }
-        for scope in raw_scopes.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()) {
+        for scope in raw_scopes
+            .iter()
+            .flat_map(|s| s.split(' '))
+            .filter(|s| !s.is_empty())
+        {
             let parsed = ScopeRequest::parse(scope, depth)
                 .map_err(|why| invalid(OAuthCode::InvalidScope, why))?;
             req.scopes.push(parsed);
@@ -94,7 +98,10 @@ mod tests {
         .unwrap();
         assert_eq!(r.grant_type.as_deref(), Some("client_credentials"));
         assert_eq!(r.scopes.len(), 1);
-        assert_eq!(r.scopes[0].to_string(), "artifact-repository:org1/repo1:pull,push");
+        assert_eq!(
+            r.scopes[0].to_string(),
+            "artifact-repository:org1/repo1:pull,push"
+        );
     }
 
     #[test]
@@ -127,11 +134,19 @@ mod tests {
             Some(OAuthCode::InvalidRequest)
         );
         assert_eq!(
-            code(TokenRequest::parse(b"scope=artifact-repository:org1/../x:pull", b"", 2)),
+            code(TokenRequest::parse(
+                b"scope=artifact-repository:org1/../x:pull",
+                b"",
+                2
+            )),
             Some(OAuthCode::InvalidScope)
         );
         assert_eq!(
-            code(TokenRequest::parse(b"scope=artifact-repository:org1/repo1:delete", b"", 2)),
+            code(TokenRequest::parse(
+                b"scope=artifact-repository:org1/repo1:delete",
+                b"",
+                2
+            )),
             Some(OAuthCode::InvalidScope)
         );
         // The seed allowed a secret-looking key only in its Authorization header.

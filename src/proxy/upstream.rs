@@ -80,10 +80,7 @@ impl Upstream {
 
     /// The full upstream URI for a request's `path?query`.
     fn target(&self, req: &Request<Incoming>) -> Result<Uri, GatewayError> {
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str());
+        let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let mut parts = self.base.clone().into_parts();
         parts.path_and_query = Some(
             path_and_query
@@ -121,7 +118,9 @@ impl Upstream {
         match tokio::time::timeout(self.timeout, self.client.request(outbound)).await {
             Err(_) => Err(GatewayError::UpstreamTimeout),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if caused_by_length_limit(&e) => Err(GatewayError::PayloadTooLarge { limit }),
+            Ok(Err(e)) if caused_by_length_limit(&e) => {
+                Err(GatewayError::PayloadTooLarge { limit })
+            }
             Ok(Err(e)) => Err(GatewayError::UpstreamUnavailable(Box::new(e))),
         }
     }

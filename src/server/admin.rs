@@ -36,17 +36,29 @@ fn reply(status: StatusCode, value: serde_json::Value) -> Response<Body> {
 
 impl Admin {
     /// Serves one admin request.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, Infallible> {
         if req.method() != Method::GET {
-            return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "method not allowed"})));
+            return Ok(reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"error": "method not allowed"}),
+            ));
         }
         Ok(match req.uri().path() {
             "/healthz" => reply(StatusCode::OK, json!({"healthy": true})),
             "/readyz" => {
                 if self.draining.load(Ordering::Relaxed) {
-                    reply(StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false, "reason": "draining"}))
+                    reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"ready": false, "reason": "draining"}),
+                    )
                 } else if !self.upstream.is_healthy().await {
-                    reply(StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false, "reason": "upstream unhealthy"}))
+                    reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"ready": false, "reason": "upstream unhealthy"}),
+                    )
                 } else {
                     reply(StatusCode::OK, json!({"ready": true}))
                 }

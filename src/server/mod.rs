@@ -73,7 +73,10 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     let builder = builder(&listen);
     let slots = Arc::new(Semaphore::new(listen.max_connections));
-    let draining = admin.as_ref().map(|a| a.draining.clone()).unwrap_or_default();
+    let draining = admin
+        .as_ref()
+        .map(|a| a.draining.clone())
+        .unwrap_or_default();
     let main_addr = listeners.main.local_addr()?;
     info!(addr = %main_addr, "listening");
 
@@ -93,7 +96,9 @@ pub async fn run(
             };
             let admin = admin.clone();
             let svc = service_fn(move |req| admin.clone().handle(req));
-            let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -121,10 +126,16 @@ pub async fn run(
                 }
             };
             let _ = stream.set_nodelay(true);
-            let conn_info = ConnInfo { peer, proto: "http" };
+            let conn_info = ConnInfo {
+                peer,
+                proto: "http",
+            };
             let gateway = gateway.clone();
-            let svc = service_fn(move |req: Request<Incoming>| gateway.clone().handle(req, conn_info));
-            let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+            let svc =
+                service_fn(move |req: Request<Incoming>| gateway.clone().handle(req, conn_info));
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {

@@ -34,21 +34,81 @@ fn every_route_at_depth_two() {
         (Method::GET, "/", Some((Welcome, Some(("repo", Pull))))),
         (Method::GET, "/info", Some((Info, None))),
         (Method::GET, "/health", Some((Health, None))),
-        (Method::GET, "/org1/repo1/index.yaml", Some((Index, Some((ns, Pull))))),
-        (Method::HEAD, "/org1/repo1/index.yaml", Some((Index, Some((ns, Pull))))),
-        (Method::GET, "/org1/repo1/charts/mychart-0.1.0.tgz", Some((Chart, Some((ns, Pull))))),
-        (Method::GET, "/org1/repo1/charts/mychart-0.1.0.tgz.prov", Some((Chart, Some((ns, Pull))))),
-        (Method::GET, "/api/org1/repo1/charts", Some((ApiList, Some((ns, Pull))))),
-        (Method::HEAD, "/api/org1/repo1/charts/mychart", Some((ApiChart, Some((ns, Pull))))),
-        (Method::GET, "/api/org1/repo1/charts/mychart", Some((ApiChart, Some((ns, Pull))))),
-        (Method::HEAD, "/api/org1/repo1/charts/mychart/0.1.0", Some((ApiVersion, Some((ns, Pull))))),
-        (Method::GET, "/api/org1/repo1/charts/mychart/0.1.0", Some((ApiVersion, Some((ns, Pull))))),
-        (Method::GET, "/api/org1/repo1/charts/mychart/latest", Some((ApiVersion, Some((ns, Pull))))),
-        (Method::GET, "/api/org1/repo1/charts/mychart/0.1.0/templates", Some((ApiTemplates, Some((ns, Pull))))),
-        (Method::GET, "/api/org1/repo1/charts/mychart/0.1.0/values", Some((ApiValues, Some((ns, Pull))))),
-        (Method::POST, "/api/org1/repo1/charts", Some((ApiUpload, Some((ns, Push))))),
-        (Method::POST, "/api/org1/repo1/prov", Some((ApiProvenance, Some((ns, Push))))),
-        (Method::DELETE, "/api/org1/repo1/charts/mychart/0.1.0", Some((ApiDelete, Some((ns, Push))))),
+        (
+            Method::GET,
+            "/org1/repo1/index.yaml",
+            Some((Index, Some((ns, Pull)))),
+        ),
+        (
+            Method::HEAD,
+            "/org1/repo1/index.yaml",
+            Some((Index, Some((ns, Pull)))),
+        ),
+        (
+            Method::GET,
+            "/org1/repo1/charts/mychart-0.1.0.tgz",
+            Some((Chart, Some((ns, Pull)))),
+        ),
+        (
+            Method::GET,
+            "/org1/repo1/charts/mychart-0.1.0.tgz.prov",
+            Some((Chart, Some((ns, Pull)))),
+        ),
+        (
+            Method::GET,
+            "/api/org1/repo1/charts",
+            Some((ApiList, Some((ns, Pull)))),
+        ),
+        (
+            Method::HEAD,
+            "/api/org1/repo1/charts/mychart",
+            Some((ApiChart, Some((ns, Pull)))),
+        ),
+        (
+            Method::GET,
+            "/api/org1/repo1/charts/mychart",
+            Some((ApiChart, Some((ns, Pull)))),
+        ),
+        (
+            Method::HEAD,
+            "/api/org1/repo1/charts/mychart/0.1.0",
+            Some((ApiVersion, Some((ns, Pull)))),
+        ),
+        (
+            Method::GET,
+            "/api/org1/repo1/charts/mychart/0.1.0",
+            Some((ApiVersion, Some((ns, Pull)))),
+        ),
+        (
+            Method::GET,
+            "/api/org1/repo1/charts/mychart/latest",
+            Some((ApiVersion, Some((ns, Pull)))),
+        ),
+        (
+            Method::GET,
+            "/api/org1/repo1/charts/mychart/0.1.0/templates",
+            Some((ApiTemplates, Some((ns, Pull)))),
+        ),
+        (
+            Method::GET,
+            "/api/org1/repo1/charts/mychart/0.1.0/values",
+            Some((ApiValues, Some((ns, Pull)))),
+        ),
+        (
+            Method::POST,
+            "/api/org1/repo1/charts",
+            Some((ApiUpload, Some((ns, Push)))),
+        ),
+        (
+            Method::POST,
+            "/api/org1/repo1/prov",
+            Some((ApiProvenance, Some((ns, Push)))),
+        ),
+        (
+            Method::DELETE,
+            "/api/org1/repo1/charts/mychart/0.1.0",
+            Some((ApiDelete, Some((ns, Push)))),
+        ),
         // Not in the table: upstream 404s, so do we.
         (Method::HEAD, "/org1/repo1/charts/mychart-0.1.0.tgz", None),
         (Method::OPTIONS, "/org1/repo1/index.yaml", None),
@@ -60,11 +120,19 @@ fn every_route_at_depth_two() {
         (Method::GET, "/artifacthub-repo.yml", None),
         // No /static route without --web-template-path: the welcome page of
         // a repository named "static/x.css", as upstream would have it.
-        (Method::GET, "/static/x.css", Some((Welcome, Some(("static/x.css", Pull))))),
+        (
+            Method::GET,
+            "/static/x.css",
+            Some((Welcome, Some(("static/x.css", Pull)))),
+        ),
         (Method::GET, "/index.yaml", None),
         (Method::GET, "/org1/repo1/charts", None),
         (Method::GET, "/org1/repo1/x/index.yaml", None),
-        (Method::from_bytes(b"get").unwrap(), "/org1/repo1/index.yaml", None),
+        (
+            Method::from_bytes(b"get").unwrap(),
+            "/org1/repo1/index.yaml",
+            None,
+        ),
     ];
     for (m, url, want) in cases {
         check(&r, m, url, want);
@@ -78,54 +146,144 @@ fn repo_less_routes_match_under_a_repo_prefix() {
     check(&r, Method::GET, "/org1/repo1/health", Some((Health, None)));
     // PROTOCOL.md §3.3: `/org1/index.yaml` at depth 2 is the welcome page of
     // a repository named `org1/index.yaml`.
-    check(&r, Method::GET, "/org1/index.yaml", Some((Welcome, Some(("org1/index.yaml", Pull)))));
+    check(
+        &r,
+        Method::GET,
+        "/org1/index.yaml",
+        Some((Welcome, Some(("org1/index.yaml", Pull)))),
+    );
     // An API path spelled after the repository still names that repository.
-    check(&r, Method::GET, "/org1/repo1/api/charts", Some((ApiList, Some(("org1/repo1", Pull)))));
-    check(&r, Method::POST, "/org1/repo1/api/charts", Some((ApiUpload, Some(("org1/repo1", Push)))));
+    check(
+        &r,
+        Method::GET,
+        "/org1/repo1/api/charts",
+        Some((ApiList, Some(("org1/repo1", Pull)))),
+    );
+    check(
+        &r,
+        Method::POST,
+        "/org1/repo1/api/charts",
+        Some((ApiUpload, Some(("org1/repo1", Push)))),
+    );
 }
 
 #[test]
 fn depth_zero_uses_the_default_namespace() {
     let r = routes(0, None);
-    check(&r, Method::GET, "/index.yaml", Some((Index, Some(("repo", Pull)))));
-    check(&r, Method::GET, "/charts/x-1.0.0.tgz", Some((Chart, Some(("repo", Pull)))));
-    check(&r, Method::POST, "/api/charts", Some((ApiUpload, Some(("repo", Push)))));
+    check(
+        &r,
+        Method::GET,
+        "/index.yaml",
+        Some((Index, Some(("repo", Pull)))),
+    );
+    check(
+        &r,
+        Method::GET,
+        "/charts/x-1.0.0.tgz",
+        Some((Chart, Some(("repo", Pull)))),
+    );
+    check(
+        &r,
+        Method::POST,
+        "/api/charts",
+        Some((ApiUpload, Some(("repo", Push)))),
+    );
     check(&r, Method::GET, "/info", Some((Info, None)));
     // §3.3: `/api/charts/x-1.0.0.tgz` ends in .tgz, so it is parsed as a
     // non-API path, and its tail then matches GET /api/:repo/charts/:name.
-    check(&r, Method::GET, "/api/charts/x-1.0.0.tgz", Some((ApiChart, Some(("repo", Pull)))));
+    check(
+        &r,
+        Method::GET,
+        "/api/charts/x-1.0.0.tgz",
+        Some((ApiChart, Some(("repo", Pull)))),
+    );
     check(&r, Method::GET, "/org1/index.yaml", None);
 }
 
 #[test]
 fn depth_one_quirks() {
     let r = routes(1, None);
-    check(&r, Method::GET, "/myrepo/index.yaml", Some((Index, Some(("myrepo", Pull)))));
+    check(
+        &r,
+        Method::GET,
+        "/myrepo/index.yaml",
+        Some((Index, Some(("myrepo", Pull)))),
+    );
     // §3.3: `/index.yaml` at depth 1 is the welcome page of repo "index.yaml".
-    check(&r, Method::GET, "/index.yaml", Some((Welcome, Some(("index.yaml", Pull)))));
+    check(
+        &r,
+        Method::GET,
+        "/index.yaml",
+        Some((Welcome, Some(("index.yaml", Pull)))),
+    );
     // `/api/...` ending in .yaml/.tgz is served from the repository named "api".
-    check(&r, Method::GET, "/api/index.yaml", Some((Index, Some(("api", Pull)))));
-    check(&r, Method::GET, "/api/charts/x.tgz", Some((Chart, Some(("api", Pull)))));
+    check(
+        &r,
+        Method::GET,
+        "/api/index.yaml",
+        Some((Index, Some(("api", Pull)))),
+    );
+    check(
+        &r,
+        Method::GET,
+        "/api/charts/x.tgz",
+        Some((Chart, Some(("api", Pull)))),
+    );
     // `/health` is answered before repository prefixes; `/info` is not.
     check(&r, Method::GET, "/health", Some((Health, None)));
-    check(&r, Method::GET, "/info", Some((Welcome, Some(("info", Pull)))));
+    check(
+        &r,
+        Method::GET,
+        "/info",
+        Some((Welcome, Some(("info", Pull)))),
+    );
 }
 
 #[test]
 fn depth_three() {
     let r = routes(3, None);
-    check(&r, Method::GET, "/a/b/c/index.yaml", Some((Index, Some(("a/b/c", Pull)))));
-    check(&r, Method::POST, "/api/a/b/c/charts", Some((ApiUpload, Some(("a/b/c", Push)))));
-    check(&r, Method::GET, "/a/b/index.yaml", Some((Welcome, Some(("a/b/index.yaml", Pull)))));
+    check(
+        &r,
+        Method::GET,
+        "/a/b/c/index.yaml",
+        Some((Index, Some(("a/b/c", Pull)))),
+    );
+    check(
+        &r,
+        Method::POST,
+        "/api/a/b/c/charts",
+        Some((ApiUpload, Some(("a/b/c", Push)))),
+    );
+    check(
+        &r,
+        Method::GET,
+        "/a/b/index.yaml",
+        Some((Welcome, Some(("a/b/index.yaml", Pull)))),
+    );
     check(&r, Method::POST, "/api/a/b/charts", None);
 }
 
 #[test]
 fn context_path() {
     let r = routes(2, Some("/cm"));
-    check(&r, Method::GET, "/cm", Some((Welcome, Some(("repo", Pull)))));
-    check(&r, Method::GET, "/cm/org1/repo1/index.yaml", Some((Index, Some(("org1/repo1", Pull)))));
-    check(&r, Method::POST, "/cm/api/org1/repo1/charts", Some((ApiUpload, Some(("org1/repo1", Push)))));
+    check(
+        &r,
+        Method::GET,
+        "/cm",
+        Some((Welcome, Some(("repo", Pull)))),
+    );
+    check(
+        &r,
+        Method::GET,
+        "/cm/org1/repo1/index.yaml",
+        Some((Index, Some(("org1/repo1", Pull)))),
+    );
+    check(
+        &r,
+        Method::POST,
+        "/cm/api/org1/repo1/charts",
+        Some((ApiUpload, Some(("org1/repo1", Push)))),
+    );
     check(&r, Method::GET, "/cm/health", Some((Health, None)));
     // Outside the context path upstream answers 404.
     check(&r, Method::GET, "/org1/repo1/index.yaml", None);
@@ -144,21 +302,36 @@ fn disabled_routes_are_denied() {
     });
     check(&no_api, Method::GET, "/api/org1/repo1/charts", None);
     check(&no_api, Method::POST, "/api/org1/repo1/charts", None);
-    check(&no_api, Method::GET, "/org1/repo1/index.yaml", Some((Index, Some(("org1/repo1", Pull)))));
+    check(
+        &no_api,
+        Method::GET,
+        "/org1/repo1/index.yaml",
+        Some((Index, Some(("org1/repo1", Pull)))),
+    );
 
     let no_delete = Routes::new(&RouteOptions {
         depth: 2,
         delete: false,
         ..RouteOptions::default()
     });
-    check(&no_delete, Method::DELETE, "/api/org1/repo1/charts/a/1.0.0", None);
+    check(
+        &no_delete,
+        Method::DELETE,
+        "/api/org1/repo1/charts/a/1.0.0",
+        None,
+    );
 
     let hub = Routes::new(&RouteOptions {
         depth: 2,
         artifact_hub: true,
         ..RouteOptions::default()
     });
-    check(&hub, Method::GET, "/artifacthub-repo.yml", Some((ArtifactHub, Some(("repo", Pull)))));
+    check(
+        &hub,
+        Method::GET,
+        "/artifacthub-repo.yml",
+        Some((ArtifactHub, Some(("repo", Pull)))),
+    );
 }
 
 /// The §3.3 rows whose upstream outcome is dangerous never reach the

@@ -34,7 +34,12 @@ fn verifier(leeway: u64) -> Verifier {
 }
 
 fn minter(ttl: u64) -> Minter {
-    Minter::new(signing_key(), ISS.into(), AUD.into(), Duration::from_secs(ttl))
+    Minter::new(
+        signing_key(),
+        ISS.into(),
+        AUD.into(),
+        Duration::from_secs(ttl),
+    )
 }
 
 fn pull(name: &str) -> Vec<AccessEntry> {
@@ -84,8 +89,14 @@ fn a_cached_verdict_never_outlives_exp() {
     // Still cached, inside exp + leeway.
     assert!(v.verify_at(&minted.token, now + 65).is_ok());
     // Past exp + leeway the cached verdict is refused, then forgotten.
-    assert!(matches!(v.verify_at(&minted.token, now + 66), Err(TokenError::Expired)));
-    assert!(v.verify_at(&minted.token, now).is_ok(), "re-verified from scratch");
+    assert!(matches!(
+        v.verify_at(&minted.token, now + 66),
+        Err(TokenError::Expired)
+    ));
+    assert!(
+        v.verify_at(&minted.token, now).is_ok(),
+        "re-verified from scratch"
+    );
 }
 
 #[test]
@@ -116,7 +127,9 @@ fn claims_rules() {
         let token = sign_raw(&good_header(), &claims);
         assert!(v.verify(&token).is_err(), "{what} was accepted");
     }
-    assert!(v.verify(&sign_raw(&good_header(), &good_claims(now))).is_ok());
+    assert!(v
+        .verify(&sign_raw(&good_header(), &good_claims(now)))
+        .is_ok());
 }
 
 #[test]
@@ -140,16 +153,25 @@ fn key_and_algorithm_binding() {
 
     let mut no_kid = good_header();
     no_kid.kid = None;
-    assert!(matches!(v.verify(&sign_raw(&no_kid, &claims)), Err(TokenError::UnknownKey)));
+    assert!(matches!(
+        v.verify(&sign_raw(&no_kid, &claims)),
+        Err(TokenError::UnknownKey)
+    ));
 
     let mut other_kid = good_header();
     other_kid.kid = Some("../../etc/passwd".into());
-    assert!(matches!(v.verify(&sign_raw(&other_kid, &claims)), Err(TokenError::UnknownKey)));
+    assert!(matches!(
+        v.verify(&sign_raw(&other_kid, &claims)),
+        Err(TokenError::UnknownKey)
+    ));
 
     // Same RSA key, another RSA algorithm: the key is bound to RS256 only.
     let mut ps = good_header();
     ps.alg = Algorithm::PS256;
-    assert!(matches!(v.verify(&sign_raw(&ps, &claims)), Err(TokenError::Algorithm(_))));
+    assert!(matches!(
+        v.verify(&sign_raw(&ps, &claims)),
+        Err(TokenError::Algorithm(_))
+    ));
 
     // HS256 keyed with the public key PEM (CVE-2016-10555).
     let mut hs = good_header();
@@ -176,7 +198,8 @@ fn alg_none_in_any_casing_is_refused() {
     let body = URL_SAFE_NO_PAD.encode(good_claims(now).to_string());
     let kid = signing_key().kid;
     for alg in ["none", "None", "NONE", "nOnE"] {
-        let header = URL_SAFE_NO_PAD.encode(json!({"alg": alg, "typ": "JWT", "kid": kid}).to_string());
+        let header =
+            URL_SAFE_NO_PAD.encode(json!({"alg": alg, "typ": "JWT", "kid": kid}).to_string());
         for sig in ["", "e30"] {
             let token = format!("{header}.{body}.{sig}");
             assert!(v.verify(&token).is_err(), "alg {alg} sig {sig:?}");

@@ -1,0 +1,375 @@
+//! Shared fixtures: an in-process recording upstream, a gateway on port 0,
+//! a small HTTP client, and token helpers. No fixed ports, no sleeps to wait
+//! for servers: listeners are bound first and handed over.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chartgate::server::admin::Admin;
+use chartgate::server::{self, Listeners};
+use chartgate::{Config, Gateway};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const MASTER_KEY: &str = "test-master-key-0123456789";
+
+/// One RSA signing key per test binary (generation is slow).
+pub fn signing_pem() -> &'static (String, String) {
+    static KEY: OnceLock<(String, String)> = OnceLock::new();
+    KEY.get_or_init(|| chartgate::auth::key::generate_rsa_pem().unwrap())
+}
+
+/// A request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: Method,
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// What the fake upstream does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Acts like a tiny ChartMuseum: stores uploads, serves them back.
+    Normal,
+    /// Never answers.
+    Hang,
+    /// Answers 401 with its own Basic challenge.
+    Challenge,
+}
+
+/// An in-process upstream that records every request it receives.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Recorded>>>,
+    /// Requests whose head has arrived (bodies may still be streaming).
+    pub started: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Upstream {
+    pub fn hits(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+    /// Waits (bounded) until `n` request heads have reached the upstream.
+    pub async fn wait_started(&self, n: usize) {
+        for _ in 0..500 {
+            if self.started.load(std::sync::atomic::Ordering::SeqCst) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("upstream never saw request {n}");
+    }
+    pub fn last(&self) -> Recorded {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("upstream saw no request")
+    }
+}
+
+pub const INDEX_YAML: &str = "apiVersion: v1\nentries:\n  mychart:\n  - name: mychart\n    version: 0.1.0\n    urls:\n    - charts/mychart-0.1.0.tgz\ngenerated: \"2026-11-29T00:00:00Z\"\nserverInfo: {}\n";
+
+pub async fn spawn_upstream(behaviour: Behaviour) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store: Arc<Mutex<HashMap<String, Bytes>>> = Arc::default();
+    let seen2 = seen.clone();
+    let started2 = started.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen2.clone();
+            let started = started2.clone();
+            let store = store.clone();
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let seen = seen.clone();
+                let store = store.clone();
+                started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = match body.collect().await {
+                        Ok(b) => b.to_bytes(),
+                        Err(_) => Bytes::from_static(b"<aborted>"),
+                    };
+                    seen.lock().unwrap().push(Recorded {
+                        method: parts.method.clone(),
+                        uri: parts.uri.to_string(),
+                        headers: parts.headers.clone(),
+                        body: body.clone(),
+                    });
+                    if behaviour == Behaviour::Hang {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, Infallible>(fake_chartmuseum(behaviour, &parts, body, &store))
+                }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Upstream {
+        addr,
+        seen,
+        started,
+    }
+}
+
+fn fake_chartmuseum(
+    behaviour: Behaviour,
+    parts: &hyper::http::request::Parts,
+    body: Bytes,
+    store: &Mutex<HashMap<String, Bytes>>,
+) -> Response<Full<Bytes>> {
+    let reply = |status: u16, ct: &str, body: Bytes| {
+        Response::builder()
+            .status(status)
+            .header("content-type", ct)
+            .header("connection", "keep-alive")
+            .body(Full::new(body))
+            .unwrap()
+    };
+    if behaviour == Behaviour::Challenge {
+        let mut r = reply(
+            401,
+            "application/json; charset=utf-8",
+            Bytes::from_static(b"{\"error\":\"unauthorized\"}"),
+        );
+        r.headers_mut().insert(
+            "www-authenticate",
+            "Basic realm=\"ChartMuseum\"".parse().unwrap(),
+        );
+        return r;
+    }
+    let path = parts.uri.path();
+    match (parts.method.as_str(), path) {
+        ("GET", "/health") => reply(
+            200,
+            "application/json",
+            Bytes::from_static(b"{\"healthy\":true}"),
+        ),
+        ("GET", p) if p.ends_with("/index.yaml") => reply(
+            200,
+            "application/x-yaml",
+            Bytes::from_static(INDEX_YAML.as_bytes()),
+        ),
+        ("POST", p) if p.starts_with("/api/") && p.ends_with("/charts") => {
+            // Store the raw upload under the repo; tests compare bytes.
+            let repo = p.trim_start_matches("/api/").trim_end_matches("/charts");
+            store
+                .lock()
+                .unwrap()
+                .insert(format!("/{repo}/charts/upload"), body);
+            reply(
+                201,
+                "application/json",
+                Bytes::from_static(b"{\"saved\":true}"),
+            )
+        }
+        ("GET", p) if p.contains("/charts/") => match store.lock().unwrap().get(p) {
+            Some(b) => reply(200, "application/x-tar", b.clone()),
+            None => reply(
+                404,
+                "application/json",
+                Bytes::from_static(b"{\"error\":\"object not found\"}"),
+            ),
+        },
+        _ => reply(
+            200,
+            "application/json",
+            Bytes::from_static(b"{\"ok\":true}"),
+        ),
+    }
+}
+
+pub const BASE_CONFIG: &str = r#"
+[listen]
+addr = "127.0.0.1:0"
+admin_addr = "127.0.0.1:0"
+header_read_timeout = "1s"
+shutdown_grace = "5s"
+
+[upstream]
+url = "http://UPSTREAM"
+timeout = "2s"
+max_upload_bytes = 1048576
+
+[chartmuseum]
+depth = 2
+
+[auth]
+realm = "http://localhost:8080/oauth/token"
+service = "localhost:8080"
+leeway = "0s"
+
+[issuer]
+signing_key = { env = "KEY" }
+master_key = { env = "MASTER" }
+"#;
+
+pub fn config(text: &str, upstream: SocketAddr) -> Config {
+    let text = text.replace("UPSTREAM", &upstream.to_string());
+    Config::from_toml_str(&text, Path::new("."), &|name| match name {
+        "KEY" => Some(signing_pem().0.clone()),
+        "MASTER" => Some(MASTER_KEY.to_owned()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+/// A running gateway.
+pub struct Gw {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub stop: Option<oneshot::Sender<()>>,
+    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Gw {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+pub async fn spawn_gateway(config: Config) -> Gw {
+    let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = main.local_addr().unwrap();
+    let admin_addr = admin_listener.local_addr().unwrap();
+    let listen = config.listen.clone();
+    let gateway = Arc::new(Gateway::from_config(config));
+    let admin = Arc::new(Admin {
+        upstream: gateway.upstream(),
+        draining: Arc::new(AtomicBool::new(false)),
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let listeners = Listeners {
+        main,
+        admin: Some(admin_listener),
+    };
+    let done = tokio::spawn(server::run(
+        listeners,
+        gateway,
+        Some(admin),
+        listen,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Gw {
+        addr,
+        admin: admin_addr,
+        stop: Some(stop),
+        done,
+    }
+}
+
+/// Upstream plus gateway with the base config.
+pub async fn setup() -> (Upstream, Gw) {
+    let upstream = spawn_upstream(Behaviour::Normal).await;
+    let gw = spawn_gateway(config(BASE_CONFIG, upstream.addr)).await;
+    (upstream, gw)
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+}
+
+pub type TestBody =
+    http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+pub fn full(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+pub async fn send(req: Request<TestBody>) -> Reply {
+    let client: Client<_, TestBody> = Client::builder(TokioExecutor::new()).build_http();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .expect("request timed out")
+        .expect("request failed");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn get(url: &str, auth: Option<&str>) -> Reply {
+    let mut b = Request::get(url);
+    if let Some(a) = auth {
+        b = b.header("authorization", a);
+    }
+    send(b.body(full(Bytes::new())).unwrap()).await
+}
+
+/// Gets a token from the gateway's issuer with the master key.
+pub async fn token(gw: &Gw, scopes: &str) -> String {
+    let url = gw.url(&format!(
+        "/oauth/token?grant_type=client_credentials&scope={scopes}"
+    ));
+    let req = Request::post(url)
+        .header("authorization", format!("Bearer {MASTER_KEY}"))
+        .body(full(Bytes::new()))
+        .unwrap();
+    let reply = send(req).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Decodes a JWT's header and claims without verifying (tests only).
+pub fn decode_parts(token: &str) -> (serde_json::Value, serde_json::Value) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let mut it = token.split('.');
+    let h = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
+    let c = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
+    (
+        serde_json::from_slice(&h).unwrap(),
+        serde_json::from_slice(&c).unwrap(),
+    )
+}

@@ -1,0 +1,132 @@
+//! The process around the proxy: admin health, slow clients, drain on
+//! shutdown, and the binary's handling of a bad config.
+
+use std::process::Command;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn admin_health_and_readiness() {
+    let (_up, gw) = setup().await;
+    let r = get(&format!("http://{}/healthz", gw.admin), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["healthy"], true);
+    let r = get(&format!("http://{}/readyz", gw.admin), None).await;
+    assert_eq!(r.status, 200);
+    // The admin port serves nothing else, and the proxy port has no /healthz.
+    assert_eq!(
+        get(&format!("http://{}/org1/repo1/index.yaml", gw.admin), None)
+            .await
+            .status,
+        404
+    );
+
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = spawn_gateway(config(BASE_CONFIG, dead)).await;
+    let r = get(&format!("http://{}/readyz", gw.admin), None).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["reason"], "upstream unhealthy");
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let (up, gw) = setup().await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // header_read_timeout is 1s in the test config; never finish the head.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "connection still open long after the header timeout"
+    );
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests() {
+    let (up, mut gw) = setup().await;
+    // Open a keep-alive connection with a request whose body is still coming.
+    let t = token(&gw, "artifact-repository:org1/repo1:push").await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /api/org1/repo1/charts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nContent-Length: 10\r\n\r\n12345"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // Once the request is in flight upstream, ask the gateway to stop.
+    up.wait_started(1).await;
+    gw.stop.take().unwrap().send(()).unwrap();
+    // The in-flight request still completes.
+    s.write_all(b"67890").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]);
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+    assert_eq!(up.last().body.as_ref(), b"1234567890");
+    // And the server task finishes once drained.
+    tokio::time::timeout(Duration::from_secs(6), gw.done)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(gw.addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[test]
+fn a_bad_config_exits_non_zero_naming_the_key() {
+    let dir = std::env::temp_dir().join(format!("chartgate-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        BASE_CONFIG
+            .replace("UPSTREAM", "127.0.0.1:1")
+            .replace("depth = 2", "depth = 99"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chartgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("KEY", &signing_pem().0)
+        .env("MASTER", MASTER_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("chartmuseum.depth"), "{stderr}");
+
+    std::fs::write(&path, BASE_CONFIG.replace("UPSTREAM", "127.0.0.1:1")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chartgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("KEY", &signing_pem().0)
+        .env_remove("MASTER")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("issuer.master_key.env") && stderr.contains("MASTER"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("BEGIN"),
+        "key material in an error message"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

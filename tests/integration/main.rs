@@ -1,0 +1,8 @@
+//! Integration tests: the gateway on loopback, with in-process upstreams,
+//! and the real chartmuseum/auth library as an oracle.
+
+mod common;
+mod issuer;
+mod lifecycle;
+mod oracle;
+mod proxy;
