@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: installs the pinned real tools the tests drive (see
+# scripts/tools.sh), checks formatting and lints, then runs unit,
+# integration and end-to-end tests. This is the README's test command and
+# what .ci/run runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/tools.sh oracle
+
+export CHARTGATE_TOOLS=${CHARTGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/chartgate/tools}
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --locked --all-targets
