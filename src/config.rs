@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::auth::access::check_repo_name;
 use crate::auth::challenge::is_quotable;
 use crate::auth::key::{parse_algorithm, SigningKey};
+use crate::auth::keyset::KeyFile;
 use crate::auth::path;
 use crate::auth::route::RouteOptions;
 use crate::secret::Secret;
@@ -83,6 +84,19 @@ pub struct RawAuth {
     pub leeway: Duration,
     #[serde(default = "defaults::token_cache_capacity")]
     pub token_cache_capacity: u64,
+    #[serde(default)]
+    pub trusted_keys: Vec<RawTrustedKey>,
+    #[serde(with = "humantime_serde", default = "defaults::key_refresh")]
+    pub key_refresh: Duration,
+}
+
+/// An extra public key whose tokens are accepted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrustedKey {
+    pub file: PathBuf,
+    #[serde(default = "defaults::algorithm")]
+    pub algorithm: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +150,9 @@ mod defaults {
     pub fn token_cache_capacity() -> u64 {
         10_000
     }
+    pub fn key_refresh() -> Duration {
+        Duration::from_secs(60)
+    }
     pub fn token_path() -> String {
         "/oauth/token".into()
     }
@@ -177,6 +194,8 @@ pub struct AuthConfig {
     pub audience: String,
     pub leeway: Duration,
     pub token_cache_capacity: u64,
+    pub trusted_keys: Vec<KeyFile>,
+    pub key_refresh: Duration,
 }
 
 /// The token endpoint.
@@ -338,6 +357,19 @@ impl RawConfig {
             a.token_cache_capacity > 0,
             "auth.token_cache_capacity must be at least 1"
         );
+        ensure!(
+            !a.key_refresh.is_zero(),
+            "auth.key_refresh must be more than zero"
+        );
+        let mut trusted_keys = Vec::new();
+        for (i, k) in a.trusted_keys.iter().enumerate() {
+            let algorithm = parse_algorithm(&k.algorithm)
+                .with_context(|| format!("auth.trusted_keys[{i}].algorithm"))?;
+            trusted_keys.push(KeyFile {
+                path: base.join(&k.file),
+                algorithm,
+            });
+        }
         let auth = AuthConfig {
             realm: a.realm,
             service: a.service,
@@ -345,6 +377,8 @@ impl RawConfig {
             audience,
             leeway: a.leeway,
             token_cache_capacity: a.token_cache_capacity,
+            trusted_keys,
+            key_refresh: a.key_refresh,
         };
 
         let i = self.issuer;

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Response};
@@ -18,6 +19,7 @@ use tracing::{debug, error, info, warn, Instrument};
 use crate::auth::access::{allows, Scope};
 use crate::auth::challenge::Challenge;
 use crate::auth::credential::{self, Credential, CredentialError};
+use crate::auth::keyset::KeySet;
 use crate::auth::path;
 use crate::auth::route::Routes;
 use crate::auth::token::{Verifier, VerifyPolicy};
@@ -52,32 +54,34 @@ pub struct Gateway {
     upstream: Arc<Upstream>,
 }
 
-impl std::fmt::Debug for Verifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Verifier")
-    }
-}
-
 impl Gateway {
     /// Builds the gateway from a validated config.
-    pub fn from_config(config: Config) -> Gateway {
+    ///
+    /// # Errors
+    /// A trusted key file cannot be read or parsed.
+    pub fn from_config(config: Config) -> anyhow::Result<Gateway> {
         let auth = &config.auth;
-        let verifier = Verifier::new(
+        let policy = VerifyPolicy {
+            issuer: auth.issuer.clone(),
+            audience: auth.audience.clone(),
+            leeway: auth.leeway.as_secs(),
+            cache_capacity: auth.token_cache_capacity,
+        };
+        let keys = KeySet::new(
             [config.issuer.signing_key.public.clone()],
-            VerifyPolicy {
-                issuer: auth.issuer.clone(),
-                audience: auth.audience.clone(),
-                leeway: auth.leeway.as_secs(),
-                cache_capacity: auth.token_cache_capacity,
-            },
-        );
+            auth.trusted_keys.clone(),
+            auth.key_refresh,
+            policy.validation(),
+        )
+        .context("auth.trusted_keys")?;
+        let verifier = Verifier::new(keys, policy);
         let minter = Minter::new(
             config.issuer.signing_key,
             auth.issuer.clone(),
             auth.audience.clone(),
             config.issuer.token_ttl,
         );
-        Gateway {
+        Ok(Gateway {
             routes: Routes::new(&config.routes),
             challenge: Challenge::new(auth.realm.clone(), auth.service.clone()),
             verifier,
@@ -87,7 +91,7 @@ impl Gateway {
                 &config.upstream,
                 config.routes.context_path.as_deref(),
             )),
-        }
+        })
     }
 
     /// The upstream client, shared with the admin listener's readiness probe.
@@ -170,7 +174,14 @@ impl Gateway {
         }
 
         let mut req = req;
-        header::prepare_request(req.headers_mut(), conn.peer, conn.proto, request_id);
+        let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+        header::prepare_request(
+            req.headers_mut(),
+            authority.as_deref(),
+            conn.peer,
+            conn.proto,
+            request_id,
+        );
         let mut response = self.upstream.send(req).await?;
         header::prepare_response(response.headers_mut());
         Ok(upstream::into_body(response))

@@ -89,7 +89,7 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             kid = %config.issuer.signing_key.kid,
             "chartgate starting"
         );
-        let gateway = Arc::new(Gateway::from_config(config));
+        let gateway = Arc::new(Gateway::from_config(config)?);
         let admin = Arc::new(Admin {
             upstream: gateway.upstream(),
             draining: Arc::new(AtomicBool::new(false)),

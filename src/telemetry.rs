@@ -1,5 +1,5 @@
 //! Logging set-up: `tracing` to stderr, filtered by `RUST_LOG` (default
-//! `info`), plain text or JSON lines.
+//! `info`), with colours only on a terminal.
 //!
 //! Nothing in the gateway logs a header map, a token, a secret or a key:
 //! credentials are read into types whose `Debug` redacts them.
@@ -13,5 +13,6 @@ pub fn init() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

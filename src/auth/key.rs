@@ -8,9 +8,15 @@
 
 use anyhow::{bail, Context};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
-use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
+use aws_lc_rs::rsa::{
+    KeyPair as RsaKeyPair, KeySize, PublicKey as RsaPublicKey, PublicKeyComponents,
+};
 use aws_lc_rs::signature::KeyPair;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, ThumbprintHash};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, Jwk, RSAKeyParameters, RSAKeyType, ThumbprintHash,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
 /// A private key the issuer signs with.
@@ -134,6 +140,40 @@ pub fn generate_rsa_pem() -> anyhow::Result<(String, String)> {
     ))
 }
 
+impl VerifyKey {
+    /// Parses an RSA public key PEM (`PUBLIC KEY`, SPKI; or `RSA PUBLIC KEY`,
+    /// PKCS#1) to be trusted for `algorithm` only. Its `kid` is its RFC 7638
+    /// thumbprint, the same one chartgate puts in the tokens it signs.
+    ///
+    /// # Errors
+    /// The PEM holds no RSA public key, or `algorithm` is not an RSA one.
+    pub fn from_rsa_public_pem(pem: &[u8], algorithm: Algorithm) -> anyhow::Result<VerifyKey> {
+        if !is_rsa(algorithm) {
+            bail!("algorithm {algorithm:?} cannot be used with an RSA key");
+        }
+        let block = pem::parse(pem).context("not PEM")?;
+        if !matches!(block.tag(), "PUBLIC KEY" | "RSA PUBLIC KEY") {
+            bail!("PEM block is {:?}, expected PUBLIC KEY", block.tag());
+        }
+        let key = RsaPublicKey::from_der(block.contents())
+            .map_err(|e| anyhow::anyhow!("not an RSA public key: {e}"))?;
+        let parts = PublicKeyComponents::<Vec<u8>>::from(&key);
+        let jwk = Jwk {
+            common: CommonParameters::default(),
+            algorithm: AlgorithmParameters::RSA(RSAKeyParameters {
+                key_type: RSAKeyType::RSA,
+                n: URL_SAFE_NO_PAD.encode(&parts.n),
+                e: URL_SAFE_NO_PAD.encode(&parts.e),
+            }),
+        };
+        Ok(VerifyKey {
+            decoding: DecodingKey::from_rsa_raw_components(&parts.n, &parts.e),
+            algorithm,
+            kid: jwk.thumbprint(ThumbprintHash::SHA256),
+        })
+    }
+}
+
 /// The SPKI public key PEM of an RSA private key PEM.
 ///
 /// # Errors
@@ -179,6 +219,17 @@ pub(crate) mod tests {
         let (other, _) = generate_rsa_pem().unwrap();
         let c = SigningKey::from_pem(other.as_bytes(), Algorithm::RS256).unwrap();
         assert_ne!(a.kid, c.kid);
+    }
+
+    #[test]
+    fn a_public_pem_gets_the_signing_keys_kid() {
+        let (private, public) = test_rsa_pem();
+        let signing = SigningKey::from_pem(private.as_bytes(), Algorithm::RS256).unwrap();
+        let verify = VerifyKey::from_rsa_public_pem(public.as_bytes(), Algorithm::RS256).unwrap();
+        assert_eq!(verify.kid, signing.kid);
+        assert!(VerifyKey::from_rsa_public_pem(public.as_bytes(), Algorithm::ES256).is_err());
+        assert!(VerifyKey::from_rsa_public_pem(private.as_bytes(), Algorithm::RS256).is_err());
+        assert!(VerifyKey::from_rsa_public_pem(b"garbage", Algorithm::RS256).is_err());
     }
 
     #[test]

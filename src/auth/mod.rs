@@ -1,12 +1,13 @@
 //! Everything the proxy decides before forwarding: is the path canonical
 //! ([`path`]), which route and scope it needs ([`route`], [`access`]), who
 //! is asking ([`credential`], [`token`]) and what to answer when the answer
-//! is no ([`challenge`]). Keys live in [`key`].
+//! is no ([`challenge`]). Keys live in [`key`] and [`keyset`].
 
 pub mod access;
 pub mod challenge;
 pub mod credential;
 pub mod key;
+pub mod keyset;
 pub mod path;
 pub mod route;
 pub mod token;

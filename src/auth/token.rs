@@ -8,7 +8,6 @@
 //! SHA-256) only until its own `exp` plus leeway, and the expiry is checked
 //! again on every hit, so a cached verdict never outlives the token.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,7 +18,7 @@ use moka::Expiry;
 use serde::{Deserialize, Serialize};
 
 use super::access::AccessEntry;
-use super::key::VerifyKey;
+use super::keyset::KeySet;
 
 /// Longest token accepted, in bytes. Ours are under 1 KiB; a token is read
 /// from a header that hyper already bounds, this bounds the work per token.
@@ -78,6 +77,20 @@ pub struct VerifyPolicy {
     pub cache_capacity: u64,
 }
 
+impl VerifyPolicy {
+    /// The claim rules as a jsonwebtoken validation template; each trusted
+    /// key narrows its algorithm list to the key's own algorithm.
+    pub fn validation(&self) -> Validation {
+        let mut v = Validation::new(Algorithm::RS256);
+        v.leeway = self.leeway;
+        v.validate_nbf = true;
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud"]);
+        v
+    }
+}
+
 /// A verified token, remembered until `valid_until` (unix seconds).
 #[derive(Debug)]
 struct Verdict {
@@ -108,28 +121,25 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Checks tokens against the trusted keys and the policy.
 pub struct Verifier {
-    keys: HashMap<String, (VerifyKey, Validation)>,
+    keys: KeySet,
     policy: VerifyPolicy,
     verdicts: Cache<[u8; 32], Arc<Verdict>>,
 }
 
 impl Verifier {
-    /// A verifier trusting `keys`, each for its own algorithm only.
-    pub fn new(keys: impl IntoIterator<Item = VerifyKey>, policy: VerifyPolicy) -> Verifier {
-        let keys = keys
-            .into_iter()
-            .map(|key| {
-                let mut v = Validation::new(key.algorithm);
-                v.leeway = policy.leeway;
-                v.validate_nbf = true;
-                v.set_issuer(&[&policy.issuer]);
-                v.set_audience(&[&policy.audience]);
-                v.set_required_spec_claims(&["exp", "iss", "aud"]);
-                (key.kid.clone(), (key, v))
-            })
-            .collect();
+    /// A verifier trusting `keys` (each for its own algorithm only).
+    pub fn new(keys: KeySet, policy: VerifyPolicy) -> Verifier {
         let verdicts = Cache::builder()
             .max_capacity(policy.cache_capacity)
             .expire_after(UntilTokenExpiry)
@@ -174,12 +184,13 @@ impl Verifier {
 
         let header = jsonwebtoken::decode_header(token).map_err(TokenError::Header)?;
         let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
-        let (key, validation) = self.keys.get(kid).ok_or(TokenError::UnknownKey)?;
-        if header.alg != key.algorithm {
+        let trusted = self.keys.get(kid).ok_or(TokenError::UnknownKey)?;
+        if header.alg != trusted.key.algorithm {
             return Err(TokenError::Algorithm(header.alg));
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, validation)
-            .map_err(TokenError::Invalid)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &trusted.key.decoding, &trusted.validation)
+                .map_err(TokenError::Invalid)?;
         let claims = data.claims;
         if claims.iat.is_some_and(|iat| iat > now + self.policy.leeway) {
             return Err(TokenError::IssuedInFuture);

@@ -72,14 +72,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Prepares a request's headers for the upstream.
+///
+/// `authority` is the request target's authority, which HTTP/2 clients send
+/// instead of a `Host` header.
 pub fn prepare_request(
     headers: &mut HeaderMap,
+    authority: Option<&str>,
     peer: SocketAddr,
     proto: &'static str,
     request_id: &HeaderValue,
 ) {
     strip_hop_by_hop(headers);
-    let original_host = headers.get(HOST).cloned();
+    let original_host = headers
+        .get(HOST)
+        .cloned()
+        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a).ok()));
     headers.remove(HOST);
     let owned: Vec<HeaderName> = headers
         .keys()
@@ -145,7 +152,13 @@ mod tests {
             ("content-type", "multipart/form-data; boundary=x"),
         ]);
         let rid = HeaderValue::from_static("rid-1");
-        prepare_request(&mut h, "10.1.2.3:5555".parse().unwrap(), "https", &rid);
+        prepare_request(
+            &mut h,
+            None,
+            "10.1.2.3:5555".parse().unwrap(),
+            "https",
+            &rid,
+        );
         let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(

@@ -260,7 +260,7 @@ pub async fn spawn_gateway(config: Config) -> Gw {
     let addr = main.local_addr().unwrap();
     let admin_addr = admin_listener.local_addr().unwrap();
     let listen = config.listen.clone();
-    let gateway = Arc::new(Gateway::from_config(config));
+    let gateway = Arc::new(Gateway::from_config(config).unwrap());
     let admin = Arc::new(Admin {
         upstream: gateway.upstream(),
         draining: Arc::new(AtomicBool::new(false)),

@@ -328,3 +328,72 @@ async fn request_ids_are_echoed_or_generated() {
     let r = send(req).await;
     assert_eq!(r.header("x-request-id").len(), 36);
 }
+
+#[tokio::test]
+async fn tokens_of_a_trusted_key_file_are_accepted() {
+    // Another issuer's key (say, the previous signing key) trusted by file.
+    let (other_private, other_public) = chartgate::auth::key::generate_rsa_pem().unwrap();
+    let dir = std::env::temp_dir().join(format!("chartgate-trusted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("previous.pub.pem");
+    std::fs::write(&file, &other_public).unwrap();
+    let up = spawn_upstream(Behaviour::Normal).await;
+    let text = BASE_CONFIG.replace(
+        "leeway = \"0s\"",
+        &format!(
+            "leeway = \"0s\"\ntrusted_keys = [{{ file = \"{}\" }}]",
+            file.display()
+        ),
+    );
+    let gw = spawn_gateway(config(&text, up.addr)).await;
+
+    let other = chartgate::auth::key::SigningKey::from_pem(
+        other_private.as_bytes(),
+        jsonwebtoken::Algorithm::RS256,
+    )
+    .unwrap();
+    let minter = chartgate::issuer::mint::Minter::new(
+        other,
+        "chartgate".into(),
+        "localhost:8080".into(),
+        Duration::from_secs(300),
+    );
+    let access = vec![chartgate::auth::access::AccessEntry {
+        kind: "artifact-repository".into(),
+        name: "org1/repo1".into(),
+        actions: vec!["pull".into()],
+    }];
+    let now = chartgate::auth::token::unix_now();
+    let t = minter.mint("ci", access, now).unwrap().token;
+    let r = get(
+        &gw.url("/org1/repo1/index.yaml"),
+        Some(&format!("Bearer {t}")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // A key nobody trusts, same claims: refused.
+    let (stranger, _) = chartgate::auth::key::generate_rsa_pem().unwrap();
+    let stranger = chartgate::auth::key::SigningKey::from_pem(
+        stranger.as_bytes(),
+        jsonwebtoken::Algorithm::RS256,
+    )
+    .unwrap();
+    let minter = chartgate::issuer::mint::Minter::new(
+        stranger,
+        "chartgate".into(),
+        "localhost:8080".into(),
+        Duration::from_secs(300),
+    );
+    let t = minter.mint("ci", vec![], now).unwrap().token;
+    assert_eq!(
+        get(
+            &gw.url("/org1/repo1/index.yaml"),
+            Some(&format!("Bearer {t}"))
+        )
+        .await
+        .status,
+        401
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

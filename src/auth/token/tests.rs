@@ -12,6 +12,7 @@ use super::*;
 use crate::auth::access::{allows, Action, Scope, RESOURCE_TYPE};
 use crate::auth::key::tests::test_rsa_pem;
 use crate::auth::key::SigningKey;
+use crate::auth::keyset::KeySet;
 use crate::issuer::mint::Minter;
 
 const ISS: &str = "chartgate";
@@ -22,15 +23,20 @@ fn signing_key() -> SigningKey {
 }
 
 fn verifier(leeway: u64) -> Verifier {
-    Verifier::new(
+    let policy = VerifyPolicy {
+        issuer: ISS.into(),
+        audience: AUD.into(),
+        leeway,
+        cache_capacity: 100,
+    };
+    let keys = KeySet::new(
         [signing_key().public],
-        VerifyPolicy {
-            issuer: ISS.into(),
-            audience: AUD.into(),
-            leeway,
-            cache_capacity: 100,
-        },
+        vec![],
+        Duration::from_secs(60),
+        policy.validation(),
     )
+    .unwrap();
+    Verifier::new(keys, policy)
 }
 
 fn minter(ttl: u64) -> Minter {
