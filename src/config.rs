@@ -14,12 +14,15 @@ use hyper::Uri;
 use serde::Deserialize;
 
 use crate::auth::access::check_repo_name;
+use crate::auth::access::ActionSet;
+use crate::auth::account::{Account, Accounts, SecretHash, MIN_KEY_LEN};
+use crate::auth::acl::{Acl, RawRule};
+use crate::auth::authn::AuthnOptions;
 use crate::auth::challenge::is_quotable;
 use crate::auth::key::{parse_algorithm, SigningKey};
 use crate::auth::keyset::KeyFile;
 use crate::auth::path;
 use crate::auth::route::RouteOptions;
-use crate::secret::Secret;
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -31,6 +34,23 @@ pub struct RawConfig {
     pub chartmuseum: RawChartmuseum,
     pub auth: RawAuth,
     pub issuer: RawIssuer,
+    #[serde(default)]
+    pub accounts: Vec<RawAccount>,
+}
+
+/// One account as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccount {
+    pub id: String,
+    /// A stored hash: `$argon2id$...` or `sha256:<hex>`.
+    pub secret_hash: Option<String>,
+    /// An API key read from env or file, hashed on load.
+    pub key: Option<RawSecret>,
+    /// RFC 3339 time after which the account stops authenticating.
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +108,15 @@ pub struct RawAuth {
     pub trusted_keys: Vec<RawTrustedKey>,
     #[serde(with = "humantime_serde", default = "defaults::key_refresh")]
     pub key_refresh: Duration,
+    /// Repository patterns anyone may pull from without credentials.
+    #[serde(default)]
+    pub anonymous_pull: Vec<String>,
+    /// A header carrying a raw token (helm-push `--auth-header`).
+    pub token_header: Option<String>,
+    #[serde(with = "humantime_serde", default = "defaults::credential_cache_ttl")]
+    pub credential_cache_ttl: Duration,
+    #[serde(default = "defaults::credential_cache_capacity")]
+    pub credential_cache_capacity: u64,
 }
 
 /// An extra public key whose tokens are accepted.
@@ -109,7 +138,6 @@ pub struct RawIssuer {
     pub algorithm: String,
     #[serde(with = "humantime_serde", default = "defaults::token_ttl")]
     pub token_ttl: Duration,
-    pub master_key: RawSecret,
 }
 
 /// Where a secret comes from: exactly one of `env` or `file`.
@@ -148,6 +176,12 @@ mod defaults {
         Duration::from_secs(30)
     }
     pub fn token_cache_capacity() -> u64 {
+        10_000
+    }
+    pub fn credential_cache_ttl() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn credential_cache_capacity() -> u64 {
         10_000
     }
     pub fn key_refresh() -> Duration {
@@ -196,6 +230,8 @@ pub struct AuthConfig {
     pub token_cache_capacity: u64,
     pub trusted_keys: Vec<KeyFile>,
     pub key_refresh: Duration,
+    pub anonymous_pull: Acl,
+    pub authn: AuthnOptions,
 }
 
 /// The token endpoint.
@@ -204,7 +240,6 @@ pub struct IssuerConfig {
     pub path: String,
     pub signing_key: SigningKey,
     pub token_ttl: Duration,
-    pub master_key: Secret,
 }
 
 /// The validated configuration.
@@ -215,6 +250,7 @@ pub struct Config {
     pub routes: RouteOptions,
     pub auth: AuthConfig,
     pub issuer: IssuerConfig,
+    pub accounts: Accounts,
 }
 
 /// Looks up environment variables; injectable so tests never mutate the environment.
@@ -258,6 +294,83 @@ impl RawSecret {
             _ => bail!("{key}: give exactly one of `env` or `file`"),
         }
     }
+}
+
+/// Headers a raw-token header may not be: HTTP's own, and those the
+/// gateway strips or sets.
+fn is_reserved_header(name: &str) -> bool {
+    const RESERVED: &[&str] = &[
+        "authorization",
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+        "te",
+        "cookie",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-request-id",
+        "forwarded",
+    ];
+    RESERVED.contains(&name)
+}
+
+impl RawAccount {
+    fn validate(self, key: &str, base: &Path, env: EnvLookup<'_>) -> Result<Account> {
+        let id = self.id;
+        ensure!(
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@')),
+            "{key}.id must be 1-64 characters of [A-Za-z0-9._@-], got {id:?}"
+        );
+        let secret = match (self.secret_hash, self.key) {
+            (Some(stored), None) => {
+                SecretHash::parse(&stored).with_context(|| format!("{key}.secret_hash ({id})"))?
+            }
+            (None, Some(source)) => {
+                let raw = source.resolve(&format!("{key}.key"), base, env)?;
+                let raw =
+                    String::from_utf8(raw).with_context(|| format!("{key}.key is not UTF-8"))?;
+                let raw = raw.trim_end_matches(['\r', '\n']);
+                ensure!(
+                    raw.len() >= MIN_KEY_LEN && credential_safe(raw),
+                    "{key}.key must be at least {} characters of [A-Za-z0-9._~+/=-]",
+                    MIN_KEY_LEN
+                );
+                SecretHash::of_api_key(raw)
+            }
+            _ => bail!("{key}: give exactly one of `secret_hash` or `key`"),
+        };
+        let expires = match self.expires {
+            None => None,
+            Some(when) => {
+                let t = time::OffsetDateTime::parse(
+                    &when,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|e| anyhow!("{key}.expires {when:?} is not an RFC 3339 time: {e}"))?;
+                Some(u64::try_from(t.unix_timestamp()).unwrap_or(0))
+            }
+        };
+        let acl = Acl::compile(&self.rules, &format!("{key}.rules"))?;
+        Ok(Account {
+            id,
+            secret,
+            expires,
+            acl,
+        })
+    }
+}
+
+/// Whether an API key can travel as a Bearer token or raw header value.
+fn credential_safe(s: &str) -> bool {
+    crate::auth::credential::is_token68(s)
 }
 
 impl RawConfig {
@@ -370,6 +483,35 @@ impl RawConfig {
                 algorithm,
             });
         }
+        let mut pull_only = ActionSet::default();
+        pull_only.insert(crate::auth::access::Action::Pull);
+        let anonymous_pull = Acl::uniform(&a.anonymous_pull, pull_only, "auth.anonymous_pull")?;
+        let token_header = match &a.token_header {
+            None => None,
+            Some(name) => {
+                let header = hyper::header::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| anyhow!("auth.token_header {name:?} is not a header name"))?;
+                ensure!(
+                    !is_reserved_header(header.as_str()),
+                    "auth.token_header {name:?} is a header the gateway or HTTP itself owns"
+                );
+                Some(header)
+            }
+        };
+        ensure!(
+            !a.credential_cache_ttl.is_zero()
+                && a.credential_cache_ttl <= Duration::from_secs(3600),
+            "auth.credential_cache_ttl must be between 1s and 1h"
+        );
+        ensure!(
+            a.credential_cache_capacity > 0,
+            "auth.credential_cache_capacity must be at least 1"
+        );
+        let authn = AuthnOptions {
+            token_header,
+            cache_ttl: a.credential_cache_ttl,
+            cache_capacity: a.credential_cache_capacity,
+        };
         let auth = AuthConfig {
             realm: a.realm,
             service: a.service,
@@ -379,6 +521,8 @@ impl RawConfig {
             token_cache_capacity: a.token_cache_capacity,
             trusted_keys,
             key_refresh: a.key_refresh,
+            anonymous_pull,
+            authn,
         };
 
         let i = self.issuer;
@@ -394,17 +538,12 @@ impl RawConfig {
             i.token_ttl >= Duration::from_secs(60) && i.token_ttl <= Duration::from_secs(86_400),
             "issuer.token_ttl must be between 60s and 24h (Docker clients expect at least 60s)"
         );
-        let master_key = Secret::new(
-            String::from_utf8(i.master_key.resolve("issuer.master_key", base, env)?)
-                .context("issuer.master_key is not UTF-8")?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        );
-        ensure!(
-            master_key.len() >= crate::secret::MIN_LEN,
-            "issuer.master_key must be at least {} characters",
-            crate::secret::MIN_LEN
-        );
+        let mut accounts = Vec::with_capacity(self.accounts.len());
+        for (n, raw) in self.accounts.into_iter().enumerate() {
+            accounts.push(raw.validate(&format!("accounts[{n}]"), base, env)?);
+        }
+        let accounts = Accounts::new(accounts)?;
+
         // The default namespace must stay grantable at every depth.
         debug_assert!(check_repo_name("repo", routes.depth).is_ok());
 
@@ -428,8 +567,8 @@ impl RawConfig {
                 path: i.path,
                 signing_key,
                 token_ttl: i.token_ttl,
-                master_key,
             },
+            accounts,
         })
     }
 }

@@ -11,10 +11,9 @@ use hyper::{Response, StatusCode};
 use serde_json::json;
 
 use crate::auth::access::Scope;
+use crate::auth::authn::AuthnError;
 use crate::auth::challenge::Challenge;
-use crate::auth::credential::CredentialError;
 use crate::auth::path::PathError;
-use crate::auth::token::TokenError;
 use crate::body::{self, Body};
 
 /// `application/json; charset=utf-8`, as gin sends it.
@@ -26,12 +25,8 @@ pub enum AuthFailure {
     #[error("no credentials")]
     Missing,
     #[error(transparent)]
-    Credential(CredentialError),
-    #[error("basic credentials are not accepted here")]
-    Basic,
-    #[error(transparent)]
-    Token(#[from] TokenError),
-    #[error("token of {subject:?} does not grant this scope")]
+    Authn(#[from] AuthnError),
+    #[error("{subject:?} is not granted this scope")]
     InsufficientScope { subject: String },
 }
 
@@ -75,7 +70,7 @@ pub enum GatewayError {
     },
     #[error("token request: bad client credentials")]
     InvalidClient,
-    #[error("token endpoint takes POST")]
+    #[error("token endpoint takes GET or POST")]
     TokenMethod,
     #[error("upstream unreachable")]
     UpstreamUnavailable(#[source] crate::body::BoxError),
@@ -128,7 +123,7 @@ impl GatewayError {
             }
             GatewayError::InvalidClient => json!({"error": "invalid_client"}),
             GatewayError::TokenMethod => {
-                json!({"error": "invalid_request", "error_description": "use POST"})
+                json!({"error": "invalid_request", "error_description": "use GET or POST"})
             }
             GatewayError::UpstreamUnavailable(_) => json!({"error": "bad gateway"}),
             GatewayError::UpstreamTimeout => json!({"error": "gateway timeout"}),
@@ -157,7 +152,7 @@ impl GatewayError {
                 headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }
             GatewayError::TokenMethod => {
-                headers.insert(ALLOW, HeaderValue::from_static("POST"));
+                headers.insert(ALLOW, HeaderValue::from_static("GET, POST"));
             }
             GatewayError::PayloadTooLarge { .. } | GatewayError::BadPath(_) => {
                 // The unread rest of the body must not be parsed as a next request.
@@ -229,7 +224,7 @@ mod tests {
             (
                 GatewayError::TokenMethod,
                 405,
-                r#"{"error":"invalid_request","error_description":"use POST"}"#,
+                r#"{"error":"invalid_request","error_description":"use GET or POST"}"#,
             ),
             (
                 GatewayError::UpstreamUnavailable("refused".into()),

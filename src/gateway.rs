@@ -16,9 +16,10 @@ use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Response};
 use tracing::{debug, error, info, warn, Instrument};
 
-use crate::auth::access::{allows, Scope};
+use crate::auth::access::Scope;
+use crate::auth::authn::{Authenticator, AuthnError, Principal};
 use crate::auth::challenge::Challenge;
-use crate::auth::credential::{self, Credential, CredentialError};
+use crate::auth::credential::CredentialError;
 use crate::auth::keyset::KeySet;
 use crate::auth::path;
 use crate::auth::route::Routes;
@@ -48,7 +49,7 @@ pub struct ConnInfo {
 pub struct Gateway {
     routes: Routes,
     challenge: Challenge,
-    verifier: Verifier,
+    authn: Authenticator,
     issuer: Issuer,
     token_path: String,
     upstream: Arc<Upstream>,
@@ -75,6 +76,12 @@ impl Gateway {
         )
         .context("auth.trusted_keys")?;
         let verifier = Verifier::new(keys, policy);
+        let authn = Authenticator::new(
+            verifier,
+            Arc::new(config.accounts),
+            config.auth.anonymous_pull.clone(),
+            config.auth.authn.clone(),
+        );
         let minter = Minter::new(
             config.issuer.signing_key,
             auth.issuer.clone(),
@@ -84,8 +91,8 @@ impl Gateway {
         Ok(Gateway {
             routes: Routes::new(&config.routes),
             challenge: Challenge::new(auth.realm.clone(), auth.service.clone()),
-            verifier,
-            issuer: Issuer::new(minter, config.issuer.master_key, config.routes.depth),
+            authn,
+            issuer: Issuer::new(minter, config.routes.depth),
             token_path: config.issuer.path,
             upstream: Arc::new(Upstream::new(
                 &config.upstream,
@@ -158,7 +165,7 @@ impl Gateway {
             return Err(GatewayError::DuplicateHost);
         }
         if req.uri().path() == self.token_path {
-            let (subject, response) = self.issuer.handle(req).await?;
+            let (subject, response) = self.issuer.handle(req, &self.authn).await?;
             tracing::Span::current().record("sub", subject.as_str());
             return Ok(response);
         }
@@ -169,12 +176,15 @@ impl Gateway {
             .resolve(req.method(), req.uri().path())
             .ok_or(GatewayError::NotFound)?;
         if let Some(scope) = resolved.scope() {
-            let subject = self.authorize(req.headers(), scope)?;
-            tracing::Span::current().record("sub", subject.as_str());
+            let principal = self.authorize(req.headers(), scope).await?;
+            tracing::Span::current().record("sub", principal.subject());
         }
 
         let mut req = req;
         let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+        if let Some(name) = self.authn.token_header() {
+            req.headers_mut().remove(name);
+        }
         header::prepare_request(
             req.headers_mut(),
             authority.as_deref(),
@@ -188,28 +198,29 @@ impl Gateway {
     }
 
     /// Authenticates the request's credential and checks it grants `scope`.
-    /// Returns the subject.
-    fn authorize(&self, headers: &hyper::HeaderMap, scope: Scope) -> Result<String, GatewayError> {
+    async fn authorize(
+        &self,
+        headers: &hyper::HeaderMap,
+        scope: Scope,
+    ) -> Result<Principal, GatewayError> {
         let deny = |cause| GatewayError::Unauthorized {
             scope: scope.clone(),
             cause,
         };
-        let token = match credential::from_headers(headers) {
-            Ok(Some(Credential::Bearer(token))) => token,
-            Ok(Some(Credential::Basic { .. })) => return Err(deny(AuthFailure::Basic)),
-            Ok(None) => return Err(deny(AuthFailure::Missing)),
-            Err(CredentialError::Duplicate) => return Err(GatewayError::DuplicateCredentials),
-            Err(e) => return Err(deny(AuthFailure::Credential(e))),
+        let principal = match self.authn.authenticate(headers).await {
+            Ok(p) => p,
+            Err(AuthnError::Credential(CredentialError::Duplicate)) => {
+                return Err(GatewayError::DuplicateCredentials)
+            }
+            Err(e) => return Err(deny(AuthFailure::Authn(e))),
         };
-        let claims = self
-            .verifier
-            .verify(&token)
-            .map_err(|e| deny(AuthFailure::Token(e)))?;
-        if allows(&claims.access, &scope) {
-            Ok(claims.sub.clone())
+        if self.authn.allows(&principal, &scope) {
+            Ok(principal)
+        } else if matches!(principal, Principal::Anonymous) {
+            Err(deny(AuthFailure::Missing))
         } else {
             Err(deny(AuthFailure::InsufficientScope {
-                subject: claims.sub.clone(),
+                subject: principal.subject().to_owned(),
             }))
         }
     }

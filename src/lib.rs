@@ -13,7 +13,7 @@
 //! - [`issuer`]: the `/oauth/token` endpoint and token minting.
 //! - [`proxy`]: header hygiene and the pooled, streaming upstream client.
 //! - [`error`]: every failure and the one place it becomes a status.
-//! - [`config`], [`secret`], [`body`], [`telemetry`]: the supporting nouns.
+//! - [`config`], [`body`], [`telemetry`]: the supporting nouns.
 //!
 //! # Request flow
 //!
@@ -34,7 +34,6 @@ pub mod error;
 pub mod gateway;
 pub mod issuer;
 pub mod proxy;
-pub mod secret;
 pub mod server;
 pub mod telemetry;
 

@@ -40,7 +40,7 @@ pub enum CredentialError {
 }
 
 /// Whether `s` is a non-empty RFC 7235 token68 (what a JWT or API key is).
-fn is_token68(s: &str) -> bool {
+pub fn is_token68(s: &str) -> bool {
     let body = s.trim_end_matches('=');
     !body.is_empty()
         && body.bytes().all(|b| {

@@ -4,6 +4,9 @@
 //! is no ([`challenge`]). Keys live in [`key`] and [`keyset`].
 
 pub mod access;
+pub mod account;
+pub mod acl;
+pub mod authn;
 pub mod challenge;
 pub mod credential;
 pub mod key;

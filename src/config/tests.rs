@@ -29,7 +29,11 @@ service = "localhost:8080"
 
 [issuer]
 signing_key = { env = "KEY" }
-master_key = { env = "MASTER" }
+
+[[accounts]]
+id = "master"
+key = { env = "MASTER" }
+rules = [{ repos = "**", actions = ["pull", "push"] }]
 "#;
 
 fn load(text: &str) -> Result<Config> {
@@ -45,12 +49,17 @@ fn good_config_gets_defaults() {
     assert_eq!(c.issuer.path, "/oauth/token");
     assert_eq!(c.issuer.token_ttl, Duration::from_secs(300));
     assert_eq!(c.upstream.max_upload_bytes, 20 * 1024 * 1024);
-    assert!(c.issuer.master_key.matches("0123456789abcdef-master"));
+    let master = c.accounts.by_api_key("0123456789abcdef-master", 0).unwrap();
+    assert_eq!(master.id, "master");
+    assert!(master
+        .acl
+        .allows("org1/repo1", crate::auth::access::Action::Push));
 }
 
 #[test]
 fn the_shipped_sample_parses() {
     let sample = include_str!("../../config/chartgate.toml");
+    assert!(sample.contains("CHARTGATE_MASTER_KEY"));
     let c = load(
         &sample
             .replace(
@@ -70,6 +79,62 @@ fn the_shipped_sample_parses() {
 #[test]
 fn every_bad_key_is_named() {
     let cases: &[(&str, &str, &str)] = &[
+        (
+            "key = { env = \"MASTER\" }",
+            "key = { env = \"UNSET\" }",
+            "accounts[0].key.env",
+        ),
+        (
+            "key = { env = \"MASTER\" }",
+            "key = { env = \"SHORT\" }",
+            "accounts[0].key",
+        ),
+        (
+            "key = { env = \"MASTER\" }",
+            "key = { env = \"MASTER\", file = \"x\" }",
+            "accounts[0].key",
+        ),
+        (
+            "key = { env = \"MASTER\" }",
+            "key = \"inline-secret-is-refused\"",
+            "key",
+        ),
+        (
+            "key = { env = \"MASTER\" }",
+            "secret_hash = \"plain\"",
+            "accounts[0].secret_hash",
+        ),
+        (
+            "key = { env = \"MASTER\" }",
+            "key = { env = \"MASTER\" }\nexpires = \"tomorrow\"",
+            "accounts[0].expires",
+        ),
+        ("id = \"master\"", "id = \"a:b\"", "accounts[0].id"),
+        (
+            "repos = \"**\"",
+            "repos = \"org/[\"",
+            "accounts[0].rules[0].repos",
+        ),
+        (
+            "\"pull\", \"push\"]",
+            "\"pull\", \"delete\"]",
+            "accounts[0].rules[0].actions",
+        ),
+        (
+            "service = \"localhost:8080\"",
+            "service = \"localhost:8080\"\nanonymous_pull = [\"/x\"]",
+            "auth.anonymous_pull",
+        ),
+        (
+            "service = \"localhost:8080\"",
+            "service = \"localhost:8080\"\ntoken_header = \"Authorization\"",
+            "auth.token_header",
+        ),
+        (
+            "service = \"localhost:8080\"",
+            "service = \"localhost:8080\"\ntoken_header = \"bad header\"",
+            "auth.token_header",
+        ),
         ("depth = 2", "depth = \"two\"", "depth"),
         ("depth = 2", "depth = 99", "chartmuseum.depth"),
         ("depth = 2", "depth = 2\nbogus = 1", "bogus"),
@@ -113,26 +178,6 @@ fn every_bad_key_is_named() {
             "depth = 2",
             "depth = 2\ncontext_path = \"/a/../b\"",
             "chartmuseum.context_path",
-        ),
-        (
-            "master_key = { env = \"MASTER\" }",
-            "master_key = { env = \"UNSET\" }",
-            "issuer.master_key.env",
-        ),
-        (
-            "master_key = { env = \"MASTER\" }",
-            "master_key = { env = \"SHORT\" }",
-            "issuer.master_key",
-        ),
-        (
-            "master_key = { env = \"MASTER\" }",
-            "master_key = { env = \"MASTER\", file = \"x\" }",
-            "issuer.master_key",
-        ),
-        (
-            "master_key = { env = \"MASTER\" }",
-            "master_key = \"inline-secret-is-refused\"",
-            "master_key",
         ),
         (
             "signing_key = { env = \"KEY\" }",

@@ -52,7 +52,8 @@ impl Minter {
         self.ttl
     }
 
-    /// Signs a token for `subject` granting `access`, issued at `now` (unix seconds).
+    /// Signs a token for `subject` granting `access`, issued at `now` (unix
+    /// seconds), expiring after the TTL or at `not_after`, whichever is first.
     ///
     /// # Errors
     /// Signing failed inside the crypto library.
@@ -61,12 +62,14 @@ impl Minter {
         subject: &str,
         access: Vec<AccessEntry>,
         now: u64,
+        not_after: Option<u64>,
     ) -> Result<Minted, jsonwebtoken::errors::Error> {
+        let exp = (now + self.ttl.as_secs()).min(not_after.unwrap_or(u64::MAX));
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: subject.to_owned(),
             aud: self.audience.clone(),
-            exp: now + self.ttl.as_secs(),
+            exp,
             nbf: Some(now),
             iat: Some(now),
             jti: Some(uuid::Uuid::new_v4().to_string()),

@@ -1,7 +1,13 @@
-//! The token endpoint (`POST /oauth/token`): wire-compatible with
-//! chartmuseum/auth-server-example and a superset of it (PROTOCOL.md §1.3,
-//! §6.1, §7): credentials first, then `grant_type`, then scopes; a JSON reply
-//! with `access_token`, `token`, `expires_in`, `issued_at` and `scope`.
+//! The token endpoint: wire-compatible with chartmuseum/auth-server-example
+//! and a superset of it (PROTOCOL.md §1.3, §6.1, §7).
+//!
+//! Three request forms: the example server's `POST ?grant_type=
+//! client_credentials&scope=…` with `Authorization: Bearer <API key>` (or
+//! Basic id:secret, or a form body); the Docker token spec's `GET
+//! ?service=…&scope=…&scope=…` with Basic credentials; and the OAuth2
+//! `password` grant as a form POST. Credentials are checked first, then the
+//! grant type, then scopes; the grant is the intersection of what was asked
+//! and what the account's rules allow, never an error for asking too much.
 
 pub mod mint;
 pub mod request;
@@ -15,87 +21,131 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::auth::access::AccessEntry;
+use crate::auth::access::{AccessEntry, ScopeRequest};
+use crate::auth::account::Account;
+use crate::auth::authn::Authenticator;
 use crate::auth::credential::{self, Credential, CredentialError};
 use crate::auth::token::unix_now;
 use crate::body::{self, Body};
 use crate::error::{GatewayError, OAuthCode, JSON};
-use crate::secret::Secret;
 use mint::Minter;
 use request::TokenRequest;
 
 /// Largest form body read from a token request.
 const MAX_FORM_BYTES: usize = 8 * 1024;
 
-/// The account the master key authenticates as.
-pub const MASTER_ACCOUNT: &str = "master";
-
-/// The only grant type the endpoint serves.
-const CLIENT_CREDENTIALS: &str = "client_credentials";
-
 /// Issues tokens.
 #[derive(Debug)]
 pub struct Issuer {
     minter: Minter,
-    master_key: Secret,
     depth: usize,
 }
 
+fn bad(code: OAuthCode, description: &str) -> GatewayError {
+    GatewayError::TokenRequest {
+        code,
+        description: description.to_owned(),
+    }
+}
+
+/// What an account may have of what it asked for: per scope, the
+/// intersection with its rules; scopes left empty are dropped (Docker token
+/// spec: grant less, never fail).
+pub fn grant(account: &Account, requested: &[ScopeRequest]) -> Vec<ScopeRequest> {
+    requested
+        .iter()
+        .map(|s| ScopeRequest {
+            name: s.name.clone(),
+            actions: s.actions.intersection(account.acl.actions_for(&s.name)),
+        })
+        .filter(|s| !s.actions.is_empty())
+        .collect()
+}
+
 impl Issuer {
-    /// An issuer signing with `minter`, authenticating `master_key`, and
-    /// granting repository names for a server of depth `depth`.
-    pub fn new(minter: Minter, master_key: Secret, depth: usize) -> Issuer {
-        Issuer {
-            minter,
-            master_key,
-            depth,
-        }
+    /// An issuer signing with `minter`, for a server of depth `depth`.
+    pub fn new(minter: Minter, depth: usize) -> Issuer {
+        Issuer { minter, depth }
     }
 
-    /// The minter (for its public key).
+    /// The minter.
     pub fn minter(&self) -> &Minter {
         &self.minter
     }
 
-    /// Serves one token request. Returns the authenticated subject with the
-    /// response so the access log can name it.
+    /// Serves one token request; returns the account with the response so
+    /// the access log can name it.
     ///
     /// # Errors
     /// The request is refused; see [`GatewayError`] for the statuses.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
+        authn: &Authenticator,
     ) -> Result<(String, Response<Body>), GatewayError> {
-        if req.method() != Method::POST {
-            return Err(GatewayError::TokenMethod);
-        }
-        let subject = self.authenticate(req.headers())?;
+        let is_get = match *req.method() {
+            Method::GET => true,
+            Method::POST => false,
+            _ => return Err(GatewayError::TokenMethod),
+        };
+        let header_credential = match credential::from_headers(req.headers()) {
+            Ok(c) => c,
+            Err(CredentialError::Duplicate) => return Err(GatewayError::DuplicateCredentials),
+            Err(_) => return Err(GatewayError::InvalidClient),
+        };
         let query = req.uri().query().unwrap_or("").as_bytes().to_vec();
-        let form = read_form(req).await?;
+        let form = if is_get {
+            Bytes::new()
+        } else {
+            read_form(req).await?
+        };
         let request = TokenRequest::parse(&query, &form, self.depth)?;
-        match request.grant_type.as_deref() {
-            Some(CLIENT_CREDENTIALS) => {}
-            None => {
-                return Err(GatewayError::TokenRequest {
-                    code: OAuthCode::InvalidRequest,
-                    description: "grant_type is required".into(),
-                })
+
+        // Who is asking: header credentials, or the password grant's form
+        // fields (RFC 6749 §4.3), never both.
+        let credential = if request.grant_type.as_deref() == Some("password") {
+            if header_credential.is_some() {
+                return Err(bad(OAuthCode::InvalidRequest, "credentials given twice"));
             }
+            match (&request.username, &request.password) {
+                (Some(user), Some(password)) => Credential::Basic {
+                    user: user.clone(),
+                    password: password.clone(),
+                },
+                _ => {
+                    return Err(bad(
+                        OAuthCode::InvalidRequest,
+                        "the password grant needs username and password in the form body",
+                    ))
+                }
+            }
+        } else {
+            header_credential.ok_or(GatewayError::InvalidClient)?
+        };
+        let account = authn
+            .client(&credential)
+            .await
+            .map_err(|_| GatewayError::InvalidClient)?;
+
+        match request.grant_type.as_deref() {
+            Some("client_credentials" | "password") => {}
+            // The Docker GET form carries no grant type.
+            None if is_get => {}
+            None => return Err(bad(OAuthCode::InvalidRequest, "grant_type is required")),
             Some(_) => {
-                return Err(GatewayError::TokenRequest {
-                    code: OAuthCode::UnsupportedGrantType,
-                    description: "grant_type must be client_credentials".into(),
-                })
+                return Err(bad(
+                    OAuthCode::UnsupportedGrantType,
+                    "grant_type must be client_credentials or password",
+                ))
             }
         }
-        // The master key may be granted any valid scope; per-account rules
-        // narrow this to an intersection.
-        let granted = request.scopes;
-        let access: Vec<AccessEntry> = granted.iter().map(AccessEntry::from_request).collect();
+
+        let granted = grant(&account, &request.scopes);
         let now = unix_now();
+        let access: Vec<AccessEntry> = granted.iter().map(AccessEntry::from_request).collect();
         let minted = self
             .minter
-            .mint(&subject, access, now)
+            .mint(&account.id, access, now, account.expires)
             .map_err(|e| GatewayError::Internal(format!("signing failed: {e}")))?;
         let scope = granted
             .iter()
@@ -109,7 +159,7 @@ impl Issuer {
         let reply = json!({
             "access_token": minted.token,
             "token": minted.token,
-            "expires_in": self.minter.ttl().as_secs(),
+            "expires_in": minted.claims.exp.saturating_sub(now),
             "issued_at": issued_at,
             "scope": scope,
         });
@@ -118,28 +168,7 @@ impl Issuer {
         headers.insert(CONTENT_TYPE, JSON);
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-        Ok((subject, response))
-    }
-
-    /// Checks the client's credentials; returns the account they prove.
-    fn authenticate(&self, headers: &hyper::HeaderMap) -> Result<String, GatewayError> {
-        let credential = match credential::from_headers(headers) {
-            Ok(Some(c)) => c,
-            Err(CredentialError::Duplicate) => return Err(GatewayError::DuplicateCredentials),
-            Ok(None) | Err(_) => return Err(GatewayError::InvalidClient),
-        };
-        // Both arms run the same constant-time comparison, so an unknown
-        // account costs what a wrong key does.
-        let (claimed, key) = match &credential {
-            Credential::Bearer(key) => (MASTER_ACCOUNT, key.as_str()),
-            Credential::Basic { user, password } => (user.as_str(), password.as_str()),
-        };
-        let key_ok = self.master_key.matches(key);
-        if key_ok && claimed == MASTER_ACCOUNT {
-            Ok(MASTER_ACCOUNT.to_owned())
-        } else {
-            Err(GatewayError::InvalidClient)
-        }
+        Ok((account.id.clone(), response))
     }
 }
 
@@ -169,9 +198,9 @@ async fn read_form(req: Request<Incoming>) -> Result<Bytes, GatewayError> {
                 limit: MAX_FORM_BYTES as u64,
             })
         }
-        Err(_) => Err(GatewayError::TokenRequest {
-            code: OAuthCode::InvalidRequest,
-            description: "could not read the request body".into(),
-        }),
+        Err(_) => Err(bad(
+            OAuthCode::InvalidRequest,
+            "could not read the request body",
+        )),
     }
 }

@@ -11,11 +11,27 @@ use crate::error::{GatewayError, OAuthCode};
 const SECRET_PARAMS: &[&str] = &["client_secret", "password", "refresh_token", "access_token"];
 
 /// A parsed token request.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Default, PartialEq, Eq)]
 pub struct TokenRequest {
     pub grant_type: Option<String>,
     pub scopes: Vec<ScopeRequest>,
     pub service: Option<String>,
+    /// Password grant fields (form body only).
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+// The password never reaches a log through Debug.
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("grant_type", &self.grant_type)
+            .field("scopes", &self.scopes)
+            .field("service", &self.service)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 fn invalid(code: OAuthCode, description: impl Into<String>) -> GatewayError {
@@ -48,6 +64,8 @@ impl TokenRequest {
                 "scope" => raw_scopes.push(value.into_owned()),
                 "grant_type" => set_once(&mut req.grant_type, "grant_type", value.into_owned())?,
                 "service" => set_once(&mut req.service, "service", value.into_owned())?,
+                "username" => set_once(&mut req.username, "username", value.into_owned())?,
+                "password" => set_once(&mut req.password, "password", value.into_owned())?,
                 // Other parameters (client_id, offline_token, account, ...)
                 // are accepted and ignored, as RFC 6749 §3.1 requires.
                 _ => {}

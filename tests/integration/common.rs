@@ -227,7 +227,11 @@ leeway = "0s"
 
 [issuer]
 signing_key = { env = "KEY" }
-master_key = { env = "MASTER" }
+
+[[accounts]]
+id = "master"
+key = { env = "MASTER" }
+rules = [{ repos = "**", actions = ["pull", "push"] }]
 "#;
 
 pub fn config(text: &str, upstream: SocketAddr) -> Config {

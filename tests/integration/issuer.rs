@@ -100,8 +100,8 @@ async fn refusals_follow_the_seed_order_and_rfc_6749() {
         (post(gw.url(seed), Some(MASTER_KEY), None, ""), 401, "invalid_client"),
         (post(gw.url(seed), Some(&format!("bearer {MASTER_KEY}x")), None, ""), 401, "invalid_client"),
         // Credentials are checked before anything else, as in the seed.
-        (post(gw.url("/oauth/token?grant_type=password"), Some("Bearer nope"), None, ""), 401, "invalid_client"),
-        (post(gw.url("/oauth/token?grant_type=password"), Some(&good), None, ""), 400, "unsupported_grant_type"),
+        (post(gw.url("/oauth/token?grant_type=authorization_code"), Some("Bearer nope"), None, ""), 401, "invalid_client"),
+        (post(gw.url("/oauth/token?grant_type=authorization_code"), Some(&good), None, ""), 400, "unsupported_grant_type"),
         (post(gw.url("/oauth/token?scope=artifact-repository:org1/repo1:pull"), Some(&good), None, ""), 400, "invalid_request"),
         (post(gw.url("/oauth/token?grant_type=client_credentials&scope=artifact-repository:org1/repo1"), Some(&good), None, ""), 400, "invalid_scope"),
         (post(gw.url("/oauth/token?grant_type=client_credentials&scope=artifact-repository:org1/..:pull"), Some(&good), None, ""), 400, "invalid_scope"),
@@ -137,15 +137,15 @@ async fn a_wrong_key_is_never_echoed() {
 }
 
 #[tokio::test]
-async fn only_post_is_served() {
+async fn other_methods_are_refused() {
     let (_up, gw) = setup().await;
-    let r = get(
-        &gw.url("/oauth/token?grant_type=client_credentials"),
-        Some(&format!("Bearer {MASTER_KEY}")),
-    )
-    .await;
+    let req = Request::put(gw.url("/oauth/token?grant_type=client_credentials"))
+        .header("authorization", format!("Bearer {MASTER_KEY}"))
+        .body(full(Bytes::new()))
+        .unwrap();
+    let r = send(req).await;
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), "POST");
+    assert_eq!(r.header("allow"), "GET, POST");
 }
 
 #[tokio::test]

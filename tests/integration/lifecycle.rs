@@ -121,7 +121,7 @@ fn a_bad_config_exits_non_zero_naming_the_key() {
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("issuer.master_key.env") && stderr.contains("MASTER"),
+        stderr.contains("accounts[0].key.env") && stderr.contains("MASTER"),
         "{stderr}"
     );
     assert!(

@@ -364,7 +364,7 @@ async fn tokens_of_a_trusted_key_file_are_accepted() {
         actions: vec!["pull".into()],
     }];
     let now = chartgate::auth::token::unix_now();
-    let t = minter.mint("ci", access, now).unwrap().token;
+    let t = minter.mint("ci", access, now, None).unwrap().token;
     let r = get(
         &gw.url("/org1/repo1/index.yaml"),
         Some(&format!("Bearer {t}")),
@@ -385,7 +385,7 @@ async fn tokens_of_a_trusted_key_file_are_accepted() {
         "localhost:8080".into(),
         Duration::from_secs(300),
     );
-    let t = minter.mint("ci", vec![], now).unwrap().token;
+    let t = minter.mint("ci", vec![], now, None).unwrap().token;
     assert_eq!(
         get(
             &gw.url("/org1/repo1/index.yaml"),

@@ -76,7 +76,9 @@ fn good_claims(now: u64) -> serde_json::Value {
 #[test]
 fn accepts_a_minted_token_and_its_grants() {
     let now = unix_now();
-    let minted = minter(300).mint("ci", pull("org1/repo1"), now).unwrap();
+    let minted = minter(300)
+        .mint("ci", pull("org1/repo1"), now, None)
+        .unwrap();
     let claims = verifier(0).verify(&minted.token).unwrap();
     assert_eq!(*claims, minted.claims);
     let scope = Scope {
@@ -90,7 +92,9 @@ fn accepts_a_minted_token_and_its_grants() {
 fn a_cached_verdict_never_outlives_exp() {
     let now = unix_now();
     let v = verifier(5);
-    let minted = minter(60).mint("ci", pull("org1/repo1"), now).unwrap();
+    let minted = minter(60)
+        .mint("ci", pull("org1/repo1"), now, None)
+        .unwrap();
     assert!(v.verify_at(&minted.token, now).is_ok());
     // Still cached, inside exp + leeway.
     assert!(v.verify_at(&minted.token, now + 65).is_ok());

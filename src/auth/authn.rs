@@ -1,0 +1,263 @@
+//! Authentication: turns whatever credential a request presents into a
+//! [`Principal`], and decides whether that principal holds a scope.
+//!
+//! Four credential forms are accepted, all judged by the same rules:
+//! `Authorization: Bearer <jwt>`, a raw token under a configurable header
+//! (helm-push `--auth-header`), `Authorization: Basic` with an account id and
+//! secret (plain Helm), and `Authorization: Basic` whose password is a JWT
+//! (token as password). A Bearer value or raw token that is not a JWT is an
+//! account's API key. A credential that is present but wrong is always a
+//! failure, never a fall-back to anonymous access.
+//!
+//! Helm sends Basic credentials with every request, so successful password
+//! checks are remembered (keyed by a SHA-256 of id and secret, bounded,
+//! short-lived) and a slow argon2 verification runs off the async reactor.
+//! Failures are never remembered. The cache belongs to this value, so a
+//! config reload, which builds a new one, drops it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use hyper::header::{HeaderMap, HeaderName};
+use moka::sync::Cache;
+
+use super::access::{allows, Action, Scope};
+use super::account::{Account, Accounts};
+use super::acl::Acl;
+use super::credential::{self, Credential, CredentialError};
+use super::token::{unix_now, Claims, TokenError, Verifier};
+
+/// Who a request is, once authenticated.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A verified token; its `access` claim says what it grants.
+    Token(Arc<Claims>),
+    /// An account proven by its secret or API key; its rules decide.
+    Account(Arc<Account>),
+    /// No credentials at all.
+    Anonymous,
+}
+
+impl Principal {
+    /// The name for logs and token subjects.
+    pub fn subject(&self) -> &str {
+        match self {
+            Principal::Token(c) => &c.sub,
+            Principal::Account(a) => &a.id,
+            Principal::Anonymous => "-",
+        }
+    }
+}
+
+/// Why authentication failed (logged, never sent).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthnError {
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("unknown API key")]
+    ApiKey,
+    #[error("wrong secret, unknown or expired account {0:?}")]
+    Password(String),
+    #[error("password check failed to run")]
+    Blocking,
+}
+
+/// A credential as presented, before it is checked.
+enum Presented {
+    Jwt(String),
+    ApiKey(String),
+    Password { user: String, password: String },
+}
+
+fn is_jwt(s: &str) -> bool {
+    s.split('.').count() == 3
+}
+
+/// Settings for an [`Authenticator`].
+#[derive(Debug, Clone)]
+pub struct AuthnOptions {
+    /// Header carrying a raw token (helm-push `--auth-header`), if any.
+    pub token_header: Option<HeaderName>,
+    /// How long a successful password check is remembered.
+    pub cache_ttl: Duration,
+    /// Most remembered password checks.
+    pub cache_capacity: u64,
+}
+
+/// Checks credentials against tokens and accounts.
+pub struct Authenticator {
+    verifier: Verifier,
+    accounts: Arc<Accounts>,
+    anonymous: Acl,
+    options: AuthnOptions,
+    remembered: Cache<[u8; 32], Arc<Account>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("accounts", &self.accounts.len())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator over `verifier` and `accounts`, letting anyone pull
+    /// what `anonymous` allows.
+    pub fn new(
+        verifier: Verifier,
+        accounts: Arc<Accounts>,
+        anonymous: Acl,
+        options: AuthnOptions,
+    ) -> Authenticator {
+        let remembered = Cache::builder()
+            .max_capacity(options.cache_capacity)
+            .time_to_live(options.cache_ttl)
+            .build();
+        Authenticator {
+            verifier,
+            accounts,
+            anonymous,
+            options,
+            remembered,
+        }
+    }
+
+    /// The configured raw-token header, which must never reach the upstream.
+    pub fn token_header(&self) -> Option<&HeaderName> {
+        self.options.token_header.as_ref()
+    }
+
+    /// Reads the one credential in `headers`.
+    fn presented(&self, headers: &HeaderMap) -> Result<Option<Presented>, CredentialError> {
+        let authorization = credential::from_headers(headers)?;
+        let raw = match &self.options.token_header {
+            Some(name) => {
+                let mut values = headers.get_all(name).iter();
+                let first = values.next();
+                if values.next().is_some() {
+                    return Err(CredentialError::Duplicate);
+                }
+                first
+            }
+            None => None,
+        };
+        match (authorization, raw) {
+            (Some(_), Some(_)) => Err(CredentialError::Duplicate),
+            (None, None) => Ok(None),
+            (None, Some(value)) => {
+                let token = value
+                    .to_str()
+                    .map_err(|_| CredentialError::Malformed)?
+                    .trim();
+                if token.is_empty() || !credential::is_token68(token) {
+                    return Err(CredentialError::Malformed);
+                }
+                Ok(Some(if is_jwt(token) {
+                    Presented::Jwt(token.to_owned())
+                } else {
+                    Presented::ApiKey(token.to_owned())
+                }))
+            }
+            (Some(Credential::Bearer(t)), None) => Ok(Some(if is_jwt(&t) {
+                Presented::Jwt(t)
+            } else {
+                Presented::ApiKey(t)
+            })),
+            (Some(Credential::Basic { user, password }), None) => Ok(Some(if is_jwt(&password) {
+                Presented::Jwt(password)
+            } else {
+                Presented::Password { user, password }
+            })),
+        }
+    }
+
+    /// Authenticates the credential in `headers` (or its absence).
+    ///
+    /// # Errors
+    /// A credential is present but malformed, ambiguous or wrong.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthnError> {
+        match self.presented(headers)? {
+            None => Ok(Principal::Anonymous),
+            Some(Presented::Jwt(token)) => Ok(Principal::Token(self.verifier.verify(&token)?)),
+            Some(Presented::ApiKey(key)) => self
+                .accounts
+                .by_api_key(&key, unix_now())
+                .map(Principal::Account)
+                .ok_or(AuthnError::ApiKey),
+            Some(Presented::Password { user, password }) => {
+                self.account(&user, &password).await.map(Principal::Account)
+            }
+        }
+    }
+
+    /// Authenticates an account by API key (`Bearer`) or id and secret
+    /// (`Basic`, or the OAuth2 password grant): the issuer's client check.
+    ///
+    /// # Errors
+    /// The credential is not an account's, or is wrong.
+    pub async fn client(&self, credential: &Credential) -> Result<Arc<Account>, AuthnError> {
+        match credential {
+            Credential::Bearer(key) => self
+                .accounts
+                .by_api_key(key, unix_now())
+                .ok_or(AuthnError::ApiKey),
+            Credential::Basic { user, password } => self.account(user, password).await,
+        }
+    }
+
+    /// Checks `user`'s `password`, remembering successes.
+    async fn account(&self, user: &str, password: &str) -> Result<Arc<Account>, AuthnError> {
+        let id = remember_key(user, password);
+        let now = unix_now();
+        if let Some(account) = self.remembered.get(&id) {
+            if account.is_active(now) {
+                return Ok(account);
+            }
+            self.remembered.invalidate(&id);
+        }
+        let verified = if self.accounts.is_slow(user) {
+            let accounts = self.accounts.clone();
+            let (u, p) = (user.to_owned(), password.to_owned());
+            tokio::task::spawn_blocking(move || accounts.verify(&u, &p, now))
+                .await
+                .map_err(|_| AuthnError::Blocking)?
+        } else {
+            self.accounts.verify(user, password, now)
+        };
+        let account = verified.ok_or_else(|| AuthnError::Password(user.to_owned()))?;
+        self.remembered.insert(id, account.clone());
+        Ok(account)
+    }
+
+    /// Whether `principal` holds `scope`. Anonymous pull rights extend to
+    /// every authenticated principal too.
+    pub fn allows(&self, principal: &Principal, scope: &Scope) -> bool {
+        let own = match principal {
+            Principal::Token(claims) => allows(&claims.access, scope),
+            Principal::Account(account) => account.acl.allows(&scope.namespace, scope.action),
+            Principal::Anonymous => false,
+        };
+        own || (scope.action == Action::Pull
+            && self.anonymous.allows(&scope.namespace, Action::Pull))
+    }
+}
+
+/// The cache key for a password check: SHA-256 over the id and secret,
+/// length-prefixed so `("a:b", "c")` and `("a", "b:c")` differ.
+fn remember_key(user: &str, password: &str) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(&(user.len() as u64).to_be_bytes());
+    ctx.update(user.as_bytes());
+    ctx.update(password.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests;

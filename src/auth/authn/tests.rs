@@ -1,0 +1,264 @@
+//! Authenticator tests: each credential form, the remembered password
+//! checks, anonymous pull, and ambiguity.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hyper::header::{HeaderValue, AUTHORIZATION};
+use jsonwebtoken::Algorithm;
+
+use super::*;
+use crate::auth::access::{AccessEntry, RESOURCE_TYPE};
+use crate::auth::account::{hash_password, SecretHash};
+use crate::auth::acl::RawRule;
+use crate::auth::key::{tests::test_rsa_pem, SigningKey};
+use crate::auth::keyset::KeySet;
+use crate::auth::token::VerifyPolicy;
+use crate::issuer::mint::Minter;
+
+const KEY: &str = "cgk_test-api-key-0123456789";
+
+fn rules(list: &[(&str, &[&str])]) -> Acl {
+    let raw: Vec<RawRule> = list
+        .iter()
+        .map(|(p, a)| RawRule {
+            repos: p.to_string(),
+            actions: a.iter().map(|s| s.to_string()).collect(),
+        })
+        .collect();
+    Acl::compile(&raw, "rules").unwrap()
+}
+
+struct Fixture {
+    authn: Authenticator,
+    minter: Minter,
+}
+
+fn fixture() -> Fixture {
+    let signing = SigningKey::from_pem(test_rsa_pem().0.as_bytes(), Algorithm::RS256).unwrap();
+    let policy = VerifyPolicy {
+        issuer: "cg".into(),
+        audience: "svc".into(),
+        leeway: 0,
+        cache_capacity: 10,
+    };
+    let keys = KeySet::new(
+        [signing.public.clone()],
+        vec![],
+        Duration::from_secs(60),
+        policy.validation(),
+    )
+    .unwrap();
+    let accounts = Accounts::new(vec![
+        Account {
+            id: "ci".into(),
+            secret: SecretHash::of_api_key(KEY),
+            expires: None,
+            acl: rules(&[("org1/*", &["pull", "push"])]),
+        },
+        Account {
+            id: "alice".into(),
+            secret: SecretHash::parse(&hash_password("correct horse").unwrap()).unwrap(),
+            expires: None,
+            acl: rules(&[("org2/repo2", &["pull"])]),
+        },
+    ])
+    .unwrap();
+    let authn = Authenticator::new(
+        Verifier::new(keys, policy),
+        Arc::new(accounts),
+        rules(&[("public/*", &["pull"])]),
+        AuthnOptions {
+            token_header: Some(HeaderName::from_static("x-chart-token")),
+            cache_ttl: Duration::from_secs(60),
+            cache_capacity: 100,
+        },
+    );
+    let minter = Minter::new(signing, "cg".into(), "svc".into(), Duration::from_secs(300));
+    Fixture { authn, minter }
+}
+
+fn jwt(f: &Fixture, name: &str, actions: &[&str]) -> String {
+    let access = vec![AccessEntry {
+        kind: RESOURCE_TYPE.into(),
+        name: name.into(),
+        actions: actions.iter().map(|s| s.to_string()).collect(),
+    }];
+    f.minter
+        .mint("tok", access, unix_now(), None)
+        .unwrap()
+        .token
+}
+
+fn headers(pairs: &[(&str, String)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+}
+
+fn scope(ns: &str, action: Action) -> Scope {
+    Scope {
+        namespace: ns.into(),
+        action,
+    }
+}
+
+#[tokio::test]
+async fn every_credential_form_reaches_the_same_rules() {
+    let f = fixture();
+    let token = jwt(&f, "org1/repo1", &["pull"]);
+    let forms = [
+        headers(&[("authorization", format!("Bearer {token}"))]),
+        headers(&[("x-chart-token", token.clone())]),
+        headers(&[("authorization", basic("anything", &token))]),
+    ];
+    for h in &forms {
+        let p = f.authn.authenticate(h).await.unwrap();
+        assert!(matches!(p, Principal::Token(_)));
+        assert!(f.authn.allows(&p, &scope("org1/repo1", Action::Pull)));
+        assert!(!f.authn.allows(&p, &scope("org1/repo1", Action::Push)));
+    }
+    let by_key = [
+        headers(&[("authorization", format!("Bearer {KEY}"))]),
+        headers(&[("x-chart-token", KEY.to_owned())]),
+        headers(&[("authorization", basic("ci", KEY))]),
+    ];
+    for h in &by_key {
+        let p = f.authn.authenticate(h).await.unwrap();
+        assert_eq!(p.subject(), "ci");
+        assert!(f.authn.allows(&p, &scope("org1/anything", Action::Push)));
+        assert!(!f.authn.allows(&p, &scope("org2/repo2", Action::Pull)));
+    }
+    let p = f
+        .authn
+        .authenticate(&headers(&[(
+            "authorization",
+            basic("alice", "correct horse"),
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(p.subject(), "alice");
+    assert!(f.authn.allows(&p, &scope("org2/repo2", Action::Pull)));
+    assert!(!f.authn.allows(&p, &scope("org2/repo2", Action::Push)));
+}
+
+#[tokio::test]
+async fn successful_password_checks_are_remembered_and_failures_are_not() {
+    let f = fixture();
+    let good = headers(&[("authorization", basic("alice", "correct horse"))]);
+    f.authn.authenticate(&good).await.unwrap();
+    f.authn.remembered.run_pending_tasks();
+    assert_eq!(f.authn.remembered.entry_count(), 1);
+    f.authn.authenticate(&good).await.unwrap();
+    f.authn.remembered.run_pending_tasks();
+    assert_eq!(f.authn.remembered.entry_count(), 1);
+
+    for bad in [
+        basic("alice", "wrong"),
+        basic("nobody", "correct horse"),
+        basic("alice", ""),
+    ] {
+        let r = f
+            .authn
+            .authenticate(&headers(&[("authorization", bad)]))
+            .await;
+        assert!(matches!(r, Err(AuthnError::Password(_))));
+    }
+    f.authn.remembered.run_pending_tasks();
+    assert_eq!(
+        f.authn.remembered.entry_count(),
+        1,
+        "a failure was remembered"
+    );
+}
+
+#[test]
+fn remembered_keys_separate_id_and_secret() {
+    assert_ne!(remember_key("a:b", "c"), remember_key("a", "b:c"));
+    assert_ne!(remember_key("ab", "c"), remember_key("a", "bc"));
+}
+
+#[tokio::test]
+async fn anonymous_pull_only_where_allowed_and_never_for_bad_credentials() {
+    let f = fixture();
+    let p = f.authn.authenticate(&HeaderMap::new()).await.unwrap();
+    assert!(matches!(p, Principal::Anonymous));
+    assert!(f.authn.allows(&p, &scope("public/charts", Action::Pull)));
+    assert!(!f.authn.allows(&p, &scope("public/charts", Action::Push)));
+    assert!(!f.authn.allows(&p, &scope("org1/repo1", Action::Pull)));
+    // Any authenticated principal keeps anonymous rights.
+    let p = f
+        .authn
+        .authenticate(&headers(&[("authorization", format!("Bearer {KEY}"))]))
+        .await
+        .unwrap();
+    assert!(f.authn.allows(&p, &scope("public/charts", Action::Pull)));
+    // Wrong credentials are an error, not anonymous.
+    for h in [
+        headers(&[("authorization", "Bearer cgk_nope-nope-nope-nope".to_owned())]),
+        headers(&[("authorization", "Bearer a.b.c".to_owned())]),
+        headers(&[("x-chart-token", "a.b.c".to_owned())]),
+        headers(&[("authorization", basic("alice", "nope"))]),
+    ] {
+        assert!(f.authn.authenticate(&h).await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn two_credentials_are_ambiguous() {
+    let f = fixture();
+    let both = headers(&[
+        ("authorization", format!("Bearer {KEY}")),
+        ("x-chart-token", KEY.to_owned()),
+    ]);
+    assert!(matches!(
+        f.authn.authenticate(&both).await,
+        Err(AuthnError::Credential(CredentialError::Duplicate))
+    ));
+    let twice = headers(&[
+        ("x-chart-token", KEY.to_owned()),
+        ("x-chart-token", KEY.to_owned()),
+    ]);
+    assert!(matches!(
+        f.authn.authenticate(&twice).await,
+        Err(AuthnError::Credential(CredentialError::Duplicate))
+    ));
+    let mut h = HeaderMap::new();
+    h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+    assert!(f.authn.authenticate(&h).await.is_err());
+}
+
+#[tokio::test]
+async fn the_client_check_accepts_keys_and_passwords() {
+    let f = fixture();
+    let a = f
+        .authn
+        .client(&Credential::Bearer(KEY.into()))
+        .await
+        .unwrap();
+    assert_eq!(a.id, "ci");
+    let a = f
+        .authn
+        .client(&Credential::Basic {
+            user: "alice".into(),
+            password: "correct horse".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(a.id, "alice");
+    assert!(f
+        .authn
+        .client(&Credential::Bearer("cgk_unknown-key-123456".into()))
+        .await
+        .is_err());
+}
