@@ -9,7 +9,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tracing::{error, info};
 
-use chartgate::auth::key;
+use chartgate::auth::access::{AccessEntry, ScopeRequest};
+use chartgate::auth::token::unix_now;
+use chartgate::auth::{account, key};
+use chartgate::issuer::{self, mint::Minter};
 use chartgate::server::admin::Admin;
 use chartgate::{server, telemetry, Config, Gateway};
 
@@ -42,6 +45,26 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Hash a password read from standard input (one line) with argon2id;
+    /// paste the result into an account's `secret_hash`.
+    HashSecret,
+    /// Print a fresh API key and the `secret_hash` digest to store for it.
+    NewKey,
+    /// Mint a token offline with the config's signing key, for an account,
+    /// granting the intersection of the scopes asked for and its rules.
+    Token {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The account the token is for (its `sub`).
+        #[arg(long)]
+        account: String,
+        /// A scope such as artifact-repository:org1/repo1:pull,push; repeatable.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Token lifetime (default: the issuer's token_ttl), e.g. 30m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+    },
     /// Write a new RSA-2048 signing key pair (signing-key.pem, signing-key.pub.pem).
     Keygen {
         /// Directory to write into; created if missing.
@@ -61,6 +84,17 @@ fn main() -> ExitCode {
         Command::Check { config } => Config::load(&config).map(|_| println!("config ok")),
         Command::PublicKey { config } => public_key(&config),
         Command::Keygen { out, force } => keygen(out, force),
+        Command::HashSecret => hash_secret(),
+        Command::NewKey => account::new_api_key().map(|(key, digest)| {
+            println!("key:         {key}");
+            println!("secret_hash: {digest}");
+        }),
+        Command::Token {
+            config,
+            account,
+            scopes,
+            ttl,
+        } => token(&config, &account, &scopes, ttl),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,5 +178,53 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(bytes)?;
+    Ok(())
+}
+
+fn hash_secret() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("empty password on standard input");
+    }
+    println!("{}", account::hash_password(password)?);
+    Ok(())
+}
+
+fn token(
+    config_path: &std::path::Path,
+    account_id: &str,
+    scopes: &[String],
+    ttl: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let account = config
+        .accounts
+        .get(account_id)
+        .with_context(|| format!("no account {account_id:?} in the config"))?;
+    let now = unix_now();
+    if !account.is_active(now) {
+        bail!("account {account_id:?} has expired");
+    }
+    let requested = scopes
+        .iter()
+        .map(|s| ScopeRequest::parse(s, config.routes.depth).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let granted = issuer::grant(&account, &requested);
+    if granted.len() < requested.len() {
+        eprintln!("chartgate: note: some requested scopes are not allowed for {account_id:?} and were left out");
+    }
+    let minter = Minter::new(
+        config.issuer.signing_key,
+        config.auth.issuer.clone(),
+        config.auth.audience.clone(),
+        ttl.unwrap_or(config.issuer.token_ttl),
+    );
+    let access: Vec<AccessEntry> = granted.iter().map(AccessEntry::from_request).collect();
+    let minted = minter.mint(&account.id, access, now, account.expires)?;
+    println!("{}", minted.token);
     Ok(())
 }

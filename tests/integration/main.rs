@@ -1,6 +1,7 @@
 //! Integration tests: the gateway on loopback, with in-process upstreams,
 //! and the real chartmuseum/auth library as an oracle.
 
+mod accounts;
 mod common;
 mod issuer;
 mod lifecycle;
