@@ -5,7 +5,8 @@
 # Each tool lands in <cache>/<name>-<version>/ and is linked from <cache>/bin/.
 # A tool already built at its pinned version is not rebuilt.
 #
-# usage: scripts/tools.sh TOOL...     TOOL: oracle | chartmuseum
+# usage: scripts/tools.sh TOOL...
+#   TOOL: oracle | chartmuseum | helm3 | helm4 | helm-push | e2e (= oracle helm3 helm4 helm-push)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +14,9 @@ tools=${CHARTGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/chartgate/tools}
 mkdir -p "$tools/bin"
 
 CHARTMUSEUM_VERSION=v0.16.5
+HELM3_VERSION=v3.21.4
+HELM4_VERSION=v4.2.4
+HELM_PUSH_VERSION=v0.10.4
 
 say() { printf 'tools: %s\n' "$*" >&2; }
 die() { printf 'tools: error: %s\n' "$*" >&2; exit 1; }
@@ -50,11 +54,45 @@ install_chartmuseum() {
     link "$dest/bin/chartmuseum" chartmuseum
 }
 
-[ $# -gt 0 ] || die "usage: scripts/tools.sh oracle|chartmuseum..."
+# Helm stamps its version with -ldflags in its Makefile; do the same so
+# `helm version` and the User-Agent say the full version.
+install_helm() {
+    local major=$1 version=$2
+    local dest=$tools/helm-$version
+    if [ ! -x "$dest/bin/helm" ]; then
+        say "building helm $version (go install helm.sh/helm/v$major/cmd/helm)"
+        mkdir -p "$dest/bin"
+        GOBIN=$dest/bin go install -trimpath \
+            -ldflags "-X helm.sh/helm/v$major/internal/version.version=$version" \
+            "helm.sh/helm/v$major/cmd/helm@$version" || die "building helm $version failed"
+    fi
+    link "$dest/bin/helm" "helm$major"
+}
+
+# helm-push is built through a pinned wrapper module (tests/tools/helm-push):
+# `go install ...@version` also asks the proxy for the module's version list,
+# which the proxy here refuses, while the module itself is served.
+install_helm_push() {
+    local dest=$tools/helm-push-$HELM_PUSH_VERSION
+    if [ ! -x "$dest/bin/helm-cm-push" ]; then
+        say "building helm-push $HELM_PUSH_VERSION (github.com/chartmuseum/helm-push/cmd/helm-cm-push)"
+        mkdir -p "$dest/bin"
+        (cd "$repo/tests/tools/helm-push" && GOFLAGS=-mod=mod go build -trimpath \
+            -o "$dest/bin/helm-cm-push" github.com/chartmuseum/helm-push/cmd/helm-cm-push) \
+            || die "building helm-push $HELM_PUSH_VERSION failed"
+    fi
+    link "$dest/bin/helm-cm-push" helm-cm-push
+}
+
+[ $# -gt 0 ] || die "usage: scripts/tools.sh oracle|chartmuseum|helm3|helm4|helm-push|e2e..."
 for tool in "$@"; do
     case $tool in
         oracle) install_oracle ;;
         chartmuseum) install_chartmuseum ;;
+        helm3) install_helm 3 "$HELM3_VERSION" ;;
+        helm4) install_helm 4 "$HELM4_VERSION" ;;
+        helm-push) install_helm_push ;;
+        e2e) install_oracle; install_helm 3 "$HELM3_VERSION"; install_helm 4 "$HELM4_VERSION"; install_helm_push ;;
         *) die "unknown tool $tool" ;;
     esac
 done

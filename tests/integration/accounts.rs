@@ -2,77 +2,14 @@
 //! and password-grant forms, every proxy credential form, anonymous pull,
 //! expiry, and the offline `chartgate token` command.
 
-use std::sync::OnceLock;
-
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use bytes::Bytes;
 use hyper::Request;
 
 use crate::common::*;
 
-pub const CI_KEY: &str = "cgk_ci-key-for-tests-0123456789";
-pub const ALICE_PASSWORD: &str = "alice correct horse";
-
-fn alice_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| chartgate::auth::account::hash_password(ALICE_PASSWORD).unwrap())
-}
-
-pub fn accounts_config() -> String {
-    let ci_digest = {
-        use aws_lc_rs::digest;
-        let d = digest::digest(&digest::SHA256, CI_KEY.as_bytes());
-        d.as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    BASE_CONFIG.replace(
-        "leeway = \"0s\"",
-        "leeway = \"0s\"\nanonymous_pull = [\"public/*\"]\ntoken_header = \"X-Chartgate-Token\"",
-    ) + &format!(
-        r#"
-[[accounts]]
-id = "alice"
-secret_hash = "{}"
-rules = [
-  {{ repos = "org1/secret", actions = [] }},
-  {{ repos = "org1/*", actions = ["pull", "push"] }},
-  {{ repos = "*/*", actions = ["pull"] }},
-]
-
-[[accounts]]
-id = "ci"
-secret_hash = "sha256:{ci_digest}"
-rules = [{{ repos = "org2/repo2", actions = ["pull"] }}]
-
-[[accounts]]
-id = "old"
-key = {{ env = "OLD" }}
-expires = "2020-01-01T00:00:00Z"
-rules = [{{ repos = "**", actions = ["pull", "push"] }}]
-"#,
-        alice_hash()
-    )
-}
-
-pub fn basic(user: &str, password: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
-}
-
 async fn setup_accounts() -> (Upstream, Gw) {
     let up = spawn_upstream(Behaviour::Normal).await;
-    let text = accounts_config().replace("UPSTREAM", &up.addr.to_string());
-    let config =
-        chartgate::Config::from_toml_str(&text, std::path::Path::new("."), &|name| match name {
-            "KEY" => Some(signing_pem().0.clone()),
-            "MASTER" => Some(MASTER_KEY.to_owned()),
-            "OLD" => Some("old-account-key-0123456789".to_owned()),
-            _ => None,
-        })
-        .unwrap();
-    let gw = spawn_gateway(config).await;
+    let gw = spawn_gateway(accounts_gateway_config(up.addr)).await;
     (up, gw)
 }
 
@@ -185,7 +122,7 @@ async fn docker_get_form_and_password_grant() {
 #[tokio::test]
 async fn expired_accounts_are_refused_everywhere() {
     let (up, gw) = setup_accounts().await;
-    let key = "old-account-key-0123456789";
+    let key = OLD_KEY;
     let r = issue(
         &gw,
         "POST",
@@ -333,7 +270,7 @@ async fn the_offline_token_command_mints_what_the_gateway_accepts() {
         .arg(&path)
         .env("KEY", &signing_pem().0)
         .env("MASTER", MASTER_KEY)
-        .env("OLD", "old-account-key-0123456789")
+        .env("OLD", OLD_KEY)
         .output()
         .unwrap();
     assert!(

@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub const MASTER_KEY: &str = "test-master-key-0123456789";
+pub const OLD_KEY: &str = "old-account-key-0123456789";
 
 /// One RSA signing key per test binary (generation is slow).
 pub fn signing_pem() -> &'static (String, String) {
@@ -376,4 +380,68 @@ pub fn decode_parts(token: &str) -> (serde_json::Value, serde_json::Value) {
         serde_json::from_slice(&h).unwrap(),
         serde_json::from_slice(&c).unwrap(),
     )
+}
+
+// === accounts fixture ===
+
+pub const CI_KEY: &str = "cgk_ci-key-for-tests-0123456789";
+pub const ALICE_PASSWORD: &str = "alice correct horse";
+
+fn alice_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| chartgate::auth::account::hash_password(ALICE_PASSWORD).unwrap())
+}
+
+pub fn accounts_config() -> String {
+    let ci_digest = {
+        use aws_lc_rs::digest;
+        let d = digest::digest(&digest::SHA256, CI_KEY.as_bytes());
+        d.as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    BASE_CONFIG.replace(
+        "leeway = \"0s\"",
+        "leeway = \"0s\"\nanonymous_pull = [\"public/*\"]\ntoken_header = \"X-Chartgate-Token\"",
+    ) + &format!(
+        r#"
+[[accounts]]
+id = "alice"
+secret_hash = "{}"
+rules = [
+  {{ repos = "org1/secret", actions = [] }},
+  {{ repos = "org1/*", actions = ["pull", "push"] }},
+  {{ repos = "*/*", actions = ["pull"] }},
+]
+
+[[accounts]]
+id = "ci"
+secret_hash = "sha256:{ci_digest}"
+rules = [{{ repos = "org2/repo2", actions = ["pull"] }}]
+
+[[accounts]]
+id = "old"
+key = {{ env = "OLD" }}
+expires = "2020-01-01T00:00:00Z"
+rules = [{{ repos = "**", actions = ["pull", "push"] }}]
+"#,
+        alice_hash()
+    )
+}
+
+pub fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// The accounts config, validated, fronting `upstream`.
+pub fn accounts_gateway_config(upstream: SocketAddr) -> Config {
+    let text = accounts_config().replace("UPSTREAM", &upstream.to_string());
+    Config::from_toml_str(&text, Path::new("."), &|name| match name {
+        "KEY" => Some(signing_pem().0.clone()),
+        "MASTER" => Some(MASTER_KEY.to_owned()),
+        "OLD" => Some(OLD_KEY.to_owned()),
+        _ => None,
+    })
+    .unwrap()
 }

@@ -1,0 +1,334 @@
+//! Every client × credential combination, with the real binaries:
+//! `helm repo add/update`, `helm search repo`, `helm pull` with account
+//! credentials and with a token as password; `helm cm-push` with
+//! `HELM_REPO_ACCESS_TOKEN`, with `--auth-header`, and with the repo's Basic
+//! credentials; a `cm://` download; an anonymous repo; and the denials a
+//! user would see.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::Request;
+
+use crate::common::*;
+use crate::helm::{tool, Helm};
+use crate::standin;
+
+async fn token_for(gw: &Gw, user: &str, password: &str, scope: &str) -> String {
+    let req = Request::post(gw.url(&format!(
+        "/oauth/token?grant_type=client_credentials&scope={scope}"
+    )))
+    .header("authorization", basic(user, password))
+    .body(full(Bytes::new()))
+    .unwrap();
+    let r = send(req).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["token"].as_str().unwrap().to_owned()
+}
+
+/// `helm create` + `helm package` of `name` at `version`; returns the file.
+fn package(helm: &Helm, name: &str, version: &str) -> std::path::PathBuf {
+    let dir = helm.home().join("src");
+    std::fs::create_dir_all(&dir).unwrap();
+    let chart = dir.join(name);
+    if !chart.exists() {
+        helm.ok(&["create", chart.to_str().unwrap()], &[]);
+    }
+    helm.ok(
+        &[
+            "package",
+            chart.to_str().unwrap(),
+            "--version",
+            version,
+            "-d",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    dir.join(format!("{name}-{version}.tgz"))
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// helm-push re-packages a chart before uploading, so "byte-identical" is
+/// measured against what the upstream stored from the upload.
+fn assert_same(pulled: &Path, stored: &Path) {
+    let (a, b) = (read(pulled), read(stored));
+    assert!(
+        a == b,
+        "{} ({} bytes) differs from {} ({} bytes)",
+        pulled.display(),
+        a.len(),
+        stored.display(),
+        b.len()
+    );
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+async fn scenario(major: u8) {
+    let work =
+        std::env::temp_dir().join(format!("chartgate-e2e-helm{major}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let upstream = standin::spawn(work.join("storage"), tool("helm3")).await;
+    let gw = spawn_gateway(accounts_gateway_config(upstream.addr)).await;
+    let helm = Arc::new(Helm::new(major, work.join("helm")));
+    let base = gw.url("");
+    let repo1 = format!("{base}/org1/repo1");
+
+    let push_token = token_for(
+        &gw,
+        "alice",
+        ALICE_PASSWORD,
+        "artifact-repository:org1/repo1:pull,push",
+    )
+    .await;
+    let pull_token = token_for(
+        &gw,
+        "alice",
+        ALICE_PASSWORD,
+        "artifact-repository:org1/repo1:pull",
+    )
+    .await;
+
+    let h = helm.clone();
+    let (r1, pt, pl, b) = (
+        repo1.clone(),
+        push_token.clone(),
+        pull_token.clone(),
+        base.clone(),
+    );
+    let stored = work.join("storage/org1/repo1/charts");
+    blocking(move || {
+        let helm = h;
+        let v1 = package(&helm, "mychart", "0.1.0");
+        let v2 = package(&helm, "mychart", "0.2.0");
+        let v3 = package(&helm, "mychart", "0.3.0");
+
+        // helm-push with HELM_REPO_ACCESS_TOKEN (Authorization: Bearer).
+        helm.ok(
+            &["cm-push", v1.to_str().unwrap(), &r1],
+            &[("HELM_REPO_ACCESS_TOKEN", &pt)],
+        );
+        // helm-push with --auth-header (the raw token under our header).
+        helm.ok(
+            &[
+                "cm-push",
+                v2.to_str().unwrap(),
+                &r1,
+                "--access-token",
+                &pt,
+                "--auth-header",
+                "X-Chartgate-Token",
+            ],
+            &[],
+        );
+
+        // Plain Helm with account credentials (Basic on every request).
+        helm.ok(
+            &[
+                "repo",
+                "add",
+                "org1",
+                &r1,
+                "--username",
+                "alice",
+                "--password",
+                ALICE_PASSWORD,
+            ],
+            &[],
+        );
+        // helm-push with the named repo: Basic credentials from the repo entry.
+        helm.ok(&["cm-push", v3.to_str().unwrap(), "org1"], &[]);
+        helm.ok(&["repo", "update"], &[]);
+        let found = helm.ok(&["search", "repo", "org1/mychart", "--versions"], &[]);
+        for v in ["0.1.0", "0.2.0", "0.3.0"] {
+            assert!(found.contains(v), "helm search lacks {v}:\n{found}");
+        }
+        let out = helm.home().join("pulled");
+        std::fs::create_dir_all(&out).unwrap();
+        helm.ok(
+            &[
+                "pull",
+                "org1/mychart",
+                "--version",
+                "0.1.0",
+                "-d",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_same(
+            &out.join("mychart-0.1.0.tgz"),
+            &stored.join("mychart-0.1.0.tgz"),
+        );
+        let shown = helm.ok(
+            &[
+                "show",
+                "chart",
+                out.join("mychart-0.1.0.tgz").to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(
+            shown.contains("name: mychart") && shown.contains("version: 0.1.0"),
+            "{shown}"
+        );
+
+        // A short-lived token as the Basic password.
+        helm.ok(
+            &[
+                "repo",
+                "add",
+                "tok",
+                &r1,
+                "--username",
+                "ci-job",
+                "--password",
+                &pl,
+            ],
+            &[],
+        );
+        let out = helm.home().join("pulled-tok");
+        std::fs::create_dir_all(&out).unwrap();
+        helm.ok(
+            &[
+                "pull",
+                "tok/mychart",
+                "--version",
+                "0.2.0",
+                "-d",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_same(
+            &out.join("mychart-0.2.0.tgz"),
+            &stored.join("mychart-0.2.0.tgz"),
+        );
+
+        // cm:// downloads through the helm-push getter, token in the env.
+        let cm = r1.replace("http://", "cm://");
+        let env = [
+            ("HELM_REPO_ACCESS_TOKEN", pl.as_str()),
+            ("HELM_REPO_USE_HTTP", "true"),
+        ];
+        helm.ok(&["repo", "add", "cmrepo", &cm], &env);
+        let out = helm.home().join("pulled-cm");
+        std::fs::create_dir_all(&out).unwrap();
+        helm.ok(
+            &[
+                "pull",
+                "cmrepo/mychart",
+                "--version",
+                "0.3.0",
+                "-d",
+                out.to_str().unwrap(),
+            ],
+            &env,
+        );
+        assert_same(
+            &out.join("mychart-0.3.0.tgz"),
+            &stored.join("mychart-0.3.0.tgz"),
+        );
+
+        // An anonymous-pull repository, no credentials at all.
+        helm.ok(&["repo", "add", "pub", &format!("{b}/public/charts")], &[]);
+
+        // Denials, as the user sees them.
+        let e = helm.fails(
+            &[
+                "repo",
+                "add",
+                "bad",
+                &r1,
+                "--username",
+                "alice",
+                "--password",
+                "wrong",
+            ],
+            &[],
+        );
+        assert!(e.contains("401"), "{e}");
+        let e = helm.fails(
+            &[
+                "repo",
+                "add",
+                "other",
+                &format!("{b}/org3/repo3"),
+                "--username",
+                "ci",
+                "--password",
+                CI_KEY,
+            ],
+            &[],
+        );
+        assert!(e.contains("401"), "{e}");
+        let e = helm.fails(
+            &[
+                "repo",
+                "add",
+                "old",
+                &r1,
+                "--username",
+                "old",
+                "--password",
+                OLD_KEY,
+            ],
+            &[],
+        );
+        assert!(e.contains("401"), "{e}");
+        let e = helm.fails(&["repo", "add", "anon", &r1], &[]);
+        assert!(e.contains("401"), "{e}");
+        // A read-only account pushing: index pull works, the upload is refused.
+        let e = helm.fails(
+            &[
+                "cm-push",
+                v1.to_str().unwrap(),
+                &format!("{b}/org2/repo2"),
+                "--username",
+                "ci",
+                "--password",
+                CI_KEY,
+            ],
+            &[],
+        );
+        assert!(e.contains("401"), "{e}");
+        // A pull-only token pushing.
+        let e = helm.fails(
+            &["cm-push", v1.to_str().unwrap(), &r1],
+            &[("HELM_REPO_ACCESS_TOKEN", &pl)],
+        );
+        assert!(e.contains("401"), "{e}");
+    })
+    .await;
+
+    assert!(
+        !upstream.saw_credentials(),
+        "credentials reached the upstream"
+    );
+    assert_eq!(
+        upstream.count("POST", "/api/org1/repo1/charts"),
+        3,
+        "exactly the three allowed pushes"
+    );
+    assert_eq!(upstream.count("POST", "/api/org2/repo2/charts"), 0);
+    assert_eq!(upstream.count("GET", "/org3/repo3/index.yaml"), 0);
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm3_and_helm_push() {
+    scenario(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm4_and_helm_push() {
+    scenario(4).await;
+}
