@@ -3,6 +3,8 @@
 //! Upstream bodies are streamed through untouched; the gateway's own replies
 //! (challenges, errors, tokens) are small in-memory bodies built here.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 
@@ -30,4 +32,54 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 pub fn json(value: &serde_json::Value) -> Body {
     // Serializing a `Value` cannot fail: every key is a string.
     full(serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// Reads and discards `body`, up to `limit` bytes and `timeout`. Returns
+/// whether it ended within both, i.e. whether the connection can be reused.
+pub async fn drain<B>(mut body: B, limit: u64, timeout: Duration) -> bool
+where
+    B: http_body::Body + Unpin,
+{
+    let read_all = async {
+        let mut seen: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            if let Some(data) = frame.data_ref() {
+                seen += bytes::Buf::remaining(data) as u64;
+                if seen > limit {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    tokio::time::timeout(timeout, read_all)
+        .await
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn drain_reads_to_the_end_within_the_limit() {
+        assert!(
+            drain(
+                Full::new(Bytes::from_static(b"0123456789")),
+                10,
+                Duration::from_secs(1)
+            )
+            .await
+        );
+        assert!(
+            !drain(
+                Full::new(Bytes::from_static(b"0123456789")),
+                9,
+                Duration::from_secs(1)
+            )
+            .await
+        );
+        assert!(drain(Empty::<Bytes>::new(), 0, Duration::from_secs(1)).await);
+    }
 }

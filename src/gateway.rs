@@ -8,11 +8,11 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, HOST};
+use hyper::header::{HeaderValue, CONNECTION, HOST};
 use hyper::{Request, Response};
 use tracing::{debug, error, info, warn, Instrument};
 
@@ -24,13 +24,34 @@ use crate::auth::keyset::KeySet;
 use crate::auth::path;
 use crate::auth::route::Routes;
 use crate::auth::token::{Verifier, VerifyPolicy};
-use crate::body::Body;
+use crate::body::{self, Body};
 use crate::config::Config;
 use crate::error::{AuthFailure, GatewayError};
 use crate::issuer::mint::Minter;
 use crate::issuer::Issuer;
 use crate::proxy::header;
 use crate::proxy::upstream::{self, Upstream};
+
+/// How long a refused request's body may take to drain before we answer
+/// anyway and close the connection.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A refused request: the error, and whether the connection must close
+/// because part of the request body is still unread.
+#[derive(Debug)]
+pub struct Refusal {
+    error: GatewayError,
+    close: bool,
+}
+
+impl From<GatewayError> for Refusal {
+    fn from(error: GatewayError) -> Refusal {
+        Refusal {
+            error,
+            close: false,
+        }
+    }
+}
 
 /// Longest client-supplied `X-Request-Id` echoed; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -131,7 +152,7 @@ impl Gateway {
         async move {
             let mut response = match self.route(req, conn, &request_id).await {
                 Ok(response) => response,
-                Err(e) => {
+                Err(Refusal { error: e, close }) => {
                     if e.is_client_fault() {
                         debug!(error = %e, "refused");
                     } else if matches!(e, GatewayError::Internal(_)) {
@@ -139,7 +160,13 @@ impl Gateway {
                     } else {
                         warn!(error = %e, source = ?std::error::Error::source(&e), "upstream failure");
                     }
-                    e.into_response(&self.challenge)
+                    let mut response = e.into_response(&self.challenge);
+                    if close {
+                        response
+                            .headers_mut()
+                            .insert(CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    response
                 }
             };
             response.headers_mut().insert("x-request-id", request_id);
@@ -160,24 +187,31 @@ impl Gateway {
         req: Request<Incoming>,
         conn: ConnInfo,
         request_id: &HeaderValue,
-    ) -> Result<Response<Body>, GatewayError> {
-        if req.headers().get_all(HOST).iter().count() > 1 {
-            return Err(GatewayError::DuplicateHost);
-        }
-        if req.uri().path() == self.token_path {
+    ) -> Result<Response<Body>, Refusal> {
+        if req.uri().path() == self.token_path && req.headers().get_all(HOST).iter().count() <= 1 {
             let (subject, response) = self.issuer.handle(req, &self.authn).await?;
             tracing::Span::current().record("sub", subject.as_str());
             return Ok(response);
         }
-
-        path::check(req.uri().path())?;
-        let resolved = self
-            .routes
-            .resolve(req.method(), req.uri().path())
-            .ok_or(GatewayError::NotFound)?;
-        if let Some(scope) = resolved.scope() {
-            let principal = self.authorize(req.headers(), scope).await?;
-            tracing::Span::current().record("sub", principal.subject());
+        match self.admit(&req).await {
+            Ok(principal) => {
+                tracing::Span::current().record("sub", principal.subject());
+            }
+            Err(error) => {
+                // Read the refused request's body (bounded) before answering:
+                // a client still sending an upload would otherwise see a
+                // reset instead of our 401 (helm-push reports "broken pipe").
+                let drained = body::drain(
+                    req.into_body(),
+                    self.upstream.max_upload_bytes(),
+                    DRAIN_TIMEOUT,
+                )
+                .await;
+                return Err(Refusal {
+                    error,
+                    close: !drained,
+                });
+            }
         }
 
         let mut req = req;
@@ -195,6 +229,23 @@ impl Gateway {
         let mut response = self.upstream.send(req).await?;
         header::prepare_response(response.headers_mut());
         Ok(upstream::into_body(response))
+    }
+
+    /// Everything decided before forwarding: framing, canonical path, route,
+    /// credentials and scope. Returns who the request is.
+    async fn admit(&self, req: &Request<Incoming>) -> Result<Principal, GatewayError> {
+        if req.headers().get_all(HOST).iter().count() > 1 {
+            return Err(GatewayError::DuplicateHost);
+        }
+        path::check(req.uri().path())?;
+        let resolved = self
+            .routes
+            .resolve(req.method(), req.uri().path())
+            .ok_or(GatewayError::NotFound)?;
+        match resolved.scope() {
+            Some(scope) => self.authorize(req.headers(), scope).await,
+            None => Ok(Principal::Anonymous),
+        }
     }
 
     /// Authenticates the request's credential and checks it grants `scope`.

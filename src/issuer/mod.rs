@@ -33,6 +33,8 @@ use request::TokenRequest;
 
 /// Largest form body read from a token request.
 const MAX_FORM_BYTES: usize = 8 * 1024;
+/// How long a token request's body may take to arrive.
+const FORM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Issues tokens.
 #[derive(Debug)]
@@ -172,8 +174,8 @@ impl Issuer {
     }
 }
 
-/// Reads a form-encoded body, bounded; any other body is ignored, as the
-/// example server ignores every body.
+/// Reads a form-encoded body, bounded; any other body is read and ignored,
+/// as the example server ignores every body.
 async fn read_form(req: Request<Incoming>) -> Result<Bytes, GatewayError> {
     let is_form = req
         .headers()
@@ -186,7 +188,12 @@ async fn read_form(req: Request<Incoming>) -> Result<Bytes, GatewayError> {
             })
         });
     if !is_form {
-        return Ok(Bytes::new());
+        let limit = MAX_FORM_BYTES as u64;
+        return if crate::body::drain(req.into_body(), limit, FORM_TIMEOUT).await {
+            Ok(Bytes::new())
+        } else {
+            Err(GatewayError::PayloadTooLarge { limit })
+        };
     }
     match Limited::new(req.into_body(), MAX_FORM_BYTES)
         .collect()
