@@ -130,3 +130,72 @@ fn a_bad_config_exits_non_zero_naming_the_key() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_refused_upload_is_read_to_its_end_and_answered_401() {
+    let (up, gw) = setup().await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    // A chunked upload without credentials, as helm-push sends it.
+    s.write_all(
+        b"POST /api/org1/repo1/charts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let chunk = vec![b'x'; 16 * 1024];
+    for _ in 0..32 {
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        s.write_all(&chunk)
+            .await
+            .expect("the gateway reset the connection mid-upload");
+        s.write_all(b"\r\n").await.unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let reply = read_response(&mut s).await;
+    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+    assert!(
+        !reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply}"
+    );
+    // The body was consumed, so the connection is still good for the next request.
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_response(&mut s).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(up.hits(), 1, "only the health check reached the upstream");
+}
+
+/// Reads one response head and its (small, Content-Length) body.
+async fn read_response(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+        if buf.ends_with(b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
