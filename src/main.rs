@@ -14,6 +14,7 @@ use chartgate::auth::token::unix_now;
 use chartgate::auth::{account, key};
 use chartgate::issuer::{self, mint::Minter};
 use chartgate::server::admin::Admin;
+use chartgate::server::reload::{self, Live};
 use chartgate::{server, telemetry, Config, Gateway};
 
 /// Exit status for a bad command line or configuration (BSD `EX_USAGE`).
@@ -109,6 +110,7 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     // Load and validate before touching the network, so a bad config never
     // leaves a half-started process behind.
     let config = Config::load(&config_path)?;
+    let bound = config.listen.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -123,18 +125,26 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             kid = %config.issuer.signing_key.kid,
             "chartgate starting"
         );
-        let gateway = Arc::new(Gateway::from_config(config)?);
+        let gateway = Gateway::from_config(config)?;
         let admin = Arc::new(Admin {
             upstream: gateway.upstream(),
             draining: Arc::new(AtomicBool::new(false)),
         });
+        let live = Arc::new(Live::new(gateway));
+        tokio::spawn(reload::on_sighup(live.clone(), move || {
+            let config = Config::load(&config_path)?;
+            if config.listen.addr != bound.addr || config.listen.admin_addr != bound.admin_addr {
+                anyhow::bail!("listen addresses cannot change without a restart");
+            }
+            Gateway::from_config(config)
+        }));
         let shutdown = async {
             if let Err(e) = server::shutdown::signal().await {
                 error!(error = %e, "cannot install signal handlers");
                 std::future::pending::<()>().await;
             }
         };
-        server::run(listeners, gateway, Some(admin), listen, shutdown).await
+        server::run(listeners, live, Some(admin), listen, shutdown).await
     })
 }
 

@@ -7,6 +7,7 @@
 //! a `GracefulShutdown` that the drain waits on, bounded by the grace period.
 
 pub mod admin;
+pub mod reload;
 pub mod shutdown;
 
 use std::future::Future;
@@ -25,8 +26,9 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::config::ListenConfig;
-use crate::gateway::{ConnInfo, Gateway};
+use crate::gateway::ConnInfo;
 use admin::Admin;
+use reload::Live;
 
 /// Largest request head (line plus headers) read, in bytes; a larger one
 /// is answered `431` by hyper.
@@ -58,14 +60,14 @@ fn builder(listen: &ListenConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves `gateway` on `listeners` until `shutdown` resolves, then drains
-/// open connections for at most `listen.shutdown_grace`.
+/// Serves the gateway in `live` on `listeners` until `shutdown` resolves,
+/// then drains open connections for at most `listen.shutdown_grace`.
 ///
 /// # Errors
 /// Only on failures to set up; per-connection errors are logged.
 pub async fn run(
     listeners: Listeners,
-    gateway: Arc<Gateway>,
+    live: Arc<Live>,
     admin: Option<Arc<Admin>>,
     listen: ListenConfig,
     shutdown: impl Future<Output = ()>,
@@ -130,9 +132,8 @@ pub async fn run(
                 peer,
                 proto: "http",
             };
-            let gateway = gateway.clone();
-            let svc =
-                service_fn(move |req: Request<Incoming>| gateway.clone().handle(req, conn_info));
+            let live = live.clone();
+            let svc = service_fn(move |req: Request<Incoming>| live.get().handle(req, conn_info));
             let conn = builder
                 .serve_connection(TokioIo::new(stream), svc)
                 .into_owned();

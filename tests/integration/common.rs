@@ -250,6 +250,7 @@ pub fn config(text: &str, upstream: SocketAddr) -> Config {
 
 /// A running gateway.
 pub struct Gw {
+    pub live: Arc<chartgate::server::reload::Live>,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub stop: Option<oneshot::Sender<()>>,
@@ -268,7 +269,7 @@ pub async fn spawn_gateway(config: Config) -> Gw {
     let addr = main.local_addr().unwrap();
     let admin_addr = admin_listener.local_addr().unwrap();
     let listen = config.listen.clone();
-    let gateway = Arc::new(Gateway::from_config(config).unwrap());
+    let gateway = Gateway::from_config(config).unwrap();
     let admin = Arc::new(Admin {
         upstream: gateway.upstream(),
         draining: Arc::new(AtomicBool::new(false)),
@@ -278,9 +279,10 @@ pub async fn spawn_gateway(config: Config) -> Gw {
         main,
         admin: Some(admin_listener),
     };
+    let live = Arc::new(chartgate::server::reload::Live::new(gateway));
     let done = tokio::spawn(server::run(
         listeners,
-        gateway,
+        live.clone(),
         Some(admin),
         listen,
         async move {
@@ -288,6 +290,7 @@ pub async fn spawn_gateway(config: Config) -> Gw {
         },
     ));
     Gw {
+        live,
         addr,
         admin: admin_addr,
         stop: Some(stop),

@@ -199,3 +199,111 @@ async fn read_response(s: &mut TcpStream) -> String {
     s.read_exact(&mut body).await.unwrap();
     head + &String::from_utf8_lossy(&body)
 }
+
+#[tokio::test]
+async fn a_replaced_gateway_serves_the_next_request() {
+    let up = spawn_upstream(Behaviour::Normal).await;
+    let gw = spawn_gateway(accounts_gateway_config(up.addr)).await;
+    let alice = basic("alice", ALICE_PASSWORD);
+    let url = gw.url("/org1/repo1/index.yaml");
+    assert_eq!(get(&url, Some(&alice)).await.status, 200);
+    // The same config without alice: her remembered password check goes too.
+    let text = accounts_config()
+        .replace("UPSTREAM", &up.addr.to_string())
+        .replace("id = \"alice\"", "id = \"alice-gone\"");
+    let config =
+        chartgate::Config::from_toml_str(&text, std::path::Path::new("."), &|name| match name {
+            "KEY" => Some(signing_pem().0.clone()),
+            "MASTER" => Some(MASTER_KEY.to_owned()),
+            "OLD" => Some(OLD_KEY.to_owned()),
+            _ => None,
+        })
+        .unwrap();
+    gw.live
+        .replace(chartgate::Gateway::from_config(config).unwrap());
+    assert_eq!(get(&url, Some(&alice)).await.status, 401);
+}
+
+/// The binary reloads its config on SIGHUP, and keeps the running one when
+/// the new file is broken.
+#[tokio::test]
+async fn sighup_reloads_and_a_broken_file_keeps_the_old_config() {
+    use std::io::{BufRead, BufReader};
+    let up = spawn_upstream(Behaviour::Normal).await;
+    let dir = std::env::temp_dir().join(format!("chartgate-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("chartgate.toml");
+    let allow = BASE_CONFIG.replace("UPSTREAM", &up.addr.to_string());
+    std::fs::write(&path, &allow).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chartgate"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("KEY", &signing_pem().0)
+        .env("MASTER", MASTER_KEY)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let line = wait_for(&mut lines, " listening addr=").await;
+    let addr = line.rsplit("addr=").next().unwrap().trim().to_owned();
+    let url = format!("http://{addr}/org1/repo1/index.yaml");
+    let key = format!("Bearer {MASTER_KEY}");
+    assert_eq!(get(&url, Some(&key)).await.status, 200);
+
+    let hup = |pid: u32| {
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP failed");
+    };
+    // Narrow the master account to org2; reload.
+    std::fs::write(&path, allow.replace("repos = \"**\"", "repos = \"org2/*\"")).unwrap();
+    hup(child.id());
+    wait_for(&mut lines, "configuration reloaded").await;
+    assert_eq!(get(&url, Some(&key)).await.status, 401);
+
+    // A broken file: logged, and the running config stays.
+    std::fs::write(&path, "this is not toml").unwrap();
+    hup(child.id());
+    wait_for(&mut lines, "reload failed").await;
+    assert_eq!(get(&url, Some(&key)).await.status, 401);
+    let org2 = format!("http://{addr}/org2/repo2/index.yaml");
+    assert_eq!(get(&org2, Some(&key)).await.status, 200);
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "chartgate did not exit cleanly on SIGTERM: {status}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Waits (bounded) for a log line containing `needle`.
+async fn wait_for(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    needle: &str,
+) -> String {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no log line with {needle:?}"))
+            .expect("chartgate exited");
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
