@@ -6,207 +6,51 @@
 //! `{ file = "path" }`, and relative paths are relative to the config file.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use hyper::Uri;
-use serde::Deserialize;
 
 use crate::auth::access::check_repo_name;
 use crate::auth::access::ActionSet;
 use crate::auth::account::{Account, Accounts, SecretHash, MIN_KEY_LEN};
-use crate::auth::acl::{Acl, RawRule};
+use crate::auth::acl::Acl;
 use crate::auth::authn::AuthnOptions;
 use crate::auth::challenge::is_quotable;
 use crate::auth::key::{parse_algorithm, SigningKey};
 use crate::auth::keyset::KeyFile;
 use crate::auth::path;
 use crate::auth::route::RouteOptions;
+use crate::server::tls::{self, CertStore};
 
-/// The file as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub listen: RawListen,
-    pub upstream: RawUpstream,
-    #[serde(default)]
-    pub chartmuseum: RawChartmuseum,
-    pub auth: RawAuth,
-    pub issuer: RawIssuer,
-    #[serde(default)]
-    pub accounts: Vec<RawAccount>,
-}
-
-/// One account as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAccount {
-    pub id: String,
-    /// A stored hash: `$argon2id$...` or `sha256:<hex>`.
-    pub secret_hash: Option<String>,
-    /// An API key read from env or file, hashed on load.
-    pub key: Option<RawSecret>,
-    /// RFC 3339 time after which the account stops authenticating.
-    pub expires: Option<String>,
-    #[serde(default)]
-    pub rules: Vec<RawRule>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawListen {
-    pub addr: SocketAddr,
-    pub admin_addr: Option<SocketAddr>,
-    #[serde(with = "humantime_serde", default = "defaults::header_read_timeout")]
-    pub header_read_timeout: Duration,
-    #[serde(default = "defaults::max_connections")]
-    pub max_connections: usize,
-    #[serde(with = "humantime_serde", default = "defaults::shutdown_grace")]
-    pub shutdown_grace: Duration,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUpstream {
-    pub url: String,
-    #[serde(with = "humantime_serde", default = "defaults::connect_timeout")]
-    pub connect_timeout: Duration,
-    #[serde(with = "humantime_serde", default = "defaults::upstream_timeout")]
-    pub timeout: Duration,
-    #[serde(default = "defaults::max_upload_bytes")]
-    pub max_upload_bytes: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawChartmuseum {
-    #[serde(default)]
-    pub depth: usize,
-    pub context_path: Option<String>,
-    #[serde(default)]
-    pub disable_api: bool,
-    #[serde(default)]
-    pub disable_delete: bool,
-    #[serde(default)]
-    pub artifact_hub: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAuth {
-    pub realm: String,
-    pub service: String,
-    #[serde(default = "defaults::issuer")]
-    pub issuer: String,
-    pub audience: Option<String>,
-    #[serde(with = "humantime_serde", default = "defaults::leeway")]
-    pub leeway: Duration,
-    #[serde(default = "defaults::token_cache_capacity")]
-    pub token_cache_capacity: u64,
-    #[serde(default)]
-    pub trusted_keys: Vec<RawTrustedKey>,
-    #[serde(with = "humantime_serde", default = "defaults::key_refresh")]
-    pub key_refresh: Duration,
-    /// Repository patterns anyone may pull from without credentials.
-    #[serde(default)]
-    pub anonymous_pull: Vec<String>,
-    /// A header carrying a raw token (helm-push `--auth-header`).
-    pub token_header: Option<String>,
-    #[serde(with = "humantime_serde", default = "defaults::credential_cache_ttl")]
-    pub credential_cache_ttl: Duration,
-    #[serde(default = "defaults::credential_cache_capacity")]
-    pub credential_cache_capacity: u64,
-}
-
-/// An extra public key whose tokens are accepted.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTrustedKey {
-    pub file: PathBuf,
-    #[serde(default = "defaults::algorithm")]
-    pub algorithm: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawIssuer {
-    #[serde(default = "defaults::token_path")]
-    pub path: String,
-    pub signing_key: RawSecret,
-    #[serde(default = "defaults::algorithm")]
-    pub algorithm: String,
-    #[serde(with = "humantime_serde", default = "defaults::token_ttl")]
-    pub token_ttl: Duration,
-}
-
-/// Where a secret comes from: exactly one of `env` or `file`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSecret {
-    pub env: Option<String>,
-    pub file: Option<PathBuf>,
-}
-
-mod defaults {
-    use std::time::Duration;
-    pub fn header_read_timeout() -> Duration {
-        Duration::from_secs(10)
-    }
-    pub fn max_connections() -> usize {
-        10_000
-    }
-    pub fn shutdown_grace() -> Duration {
-        Duration::from_secs(20)
-    }
-    pub fn connect_timeout() -> Duration {
-        Duration::from_secs(2)
-    }
-    pub fn upstream_timeout() -> Duration {
-        Duration::from_secs(60)
-    }
-    /// ChartMuseum's own `--max-upload-size` default.
-    pub fn max_upload_bytes() -> u64 {
-        20 * 1024 * 1024
-    }
-    pub fn issuer() -> String {
-        "chartgate".into()
-    }
-    pub fn leeway() -> Duration {
-        Duration::from_secs(30)
-    }
-    pub fn token_cache_capacity() -> u64 {
-        10_000
-    }
-    pub fn credential_cache_ttl() -> Duration {
-        Duration::from_secs(60)
-    }
-    pub fn credential_cache_capacity() -> u64 {
-        10_000
-    }
-    pub fn key_refresh() -> Duration {
-        Duration::from_secs(60)
-    }
-    pub fn token_path() -> String {
-        "/oauth/token".into()
-    }
-    pub fn algorithm() -> String {
-        "RS256".into()
-    }
-    /// The example server's fixed lifetime.
-    pub fn token_ttl() -> Duration {
-        Duration::from_secs(300)
-    }
-}
+mod raw;
+pub use raw::*;
 
 /// Listener settings.
 #[derive(Debug, Clone)]
 pub struct ListenConfig {
-    pub addr: SocketAddr,
+    /// Plain-HTTP listener, if any.
+    pub addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+}
+
+/// The TLS listener, with its certificate already loaded.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub addr: SocketAddr,
+    /// The certificate in service; reloadable.
+    pub certs: Arc<CertStore>,
+    /// rustls settings built around `certs`.
+    pub server: Arc<rustls::ServerConfig>,
+    pub handshake_timeout: Duration,
+    pub reload_interval: Duration,
+    /// Whether client certificates are requested and verified.
+    pub client_auth: bool,
 }
 
 /// Upstream (ChartMuseum) settings.
@@ -217,6 +61,9 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub max_upload_bytes: u64,
+    /// TLS settings for an `https://` upstream (unused, with no trusted
+    /// roots, for `http://`).
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 /// What the challenge announces and the verifier requires.
@@ -246,6 +93,7 @@ pub struct IssuerConfig {
 #[derive(Debug)]
 pub struct Config {
     pub listen: ListenConfig,
+    pub tls: Option<TlsConfig>,
     pub upstream: UpstreamConfig,
     pub routes: RouteOptions,
     pub auth: AuthConfig,
@@ -329,10 +177,17 @@ impl RawAccount {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@')),
             "{key}.id must be 1-64 characters of [A-Za-z0-9._@-], got {id:?}"
         );
+        if let Some(cn) = &self.client_cert_cn {
+            ensure!(
+                !cn.is_empty() && cn.len() <= 256 && !cn.chars().any(char::is_control),
+                "{key}.client_cert_cn must be a non-empty common name"
+            );
+        }
         let secret = match (self.secret_hash, self.key) {
-            (Some(stored), None) => {
-                SecretHash::parse(&stored).with_context(|| format!("{key}.secret_hash ({id})"))?
-            }
+            (None, None) if self.client_cert_cn.is_some() => None,
+            (Some(stored), None) => Some(
+                SecretHash::parse(&stored).with_context(|| format!("{key}.secret_hash ({id})"))?,
+            ),
             (None, Some(source)) => {
                 let raw = source.resolve(&format!("{key}.key"), base, env)?;
                 let raw =
@@ -343,9 +198,11 @@ impl RawAccount {
                     "{key}.key must be at least {} characters of [A-Za-z0-9._~+/=-]",
                     MIN_KEY_LEN
                 );
-                SecretHash::of_api_key(raw)
+                Some(SecretHash::of_api_key(raw))
             }
-            _ => bail!("{key}: give exactly one of `secret_hash` or `key`"),
+            _ => bail!(
+                "{key}: give exactly one of `secret_hash` or `key` (or only `client_cert_cn`)"
+            ),
         };
         let expires = match self.expires {
             None => None,
@@ -362,6 +219,7 @@ impl RawAccount {
         Ok(Account {
             id,
             secret,
+            client_cn: self.client_cert_cn,
             expires,
             acl,
         })
@@ -371,6 +229,68 @@ impl RawAccount {
 /// Whether an API key can travel as a Bearer token or raw header value.
 fn credential_safe(s: &str) -> bool {
     crate::auth::credential::is_token68(s)
+}
+
+impl RawTls {
+    fn validate(self, base: &Path) -> Result<TlsConfig> {
+        ensure!(
+            !self.handshake_timeout.is_zero(),
+            "tls.handshake_timeout must be more than zero"
+        );
+        ensure!(
+            !self.reload_interval.is_zero(),
+            "tls.reload_interval must be more than zero"
+        );
+        let certs = CertStore::load(base.join(&self.cert), base.join(&self.key))
+            .context("tls.cert / tls.key")?;
+        let certs = Arc::new(certs);
+        let client_ca = self.client_ca.as_ref().map(|p| base.join(p));
+        let server =
+            tls::server_config(certs.clone(), client_ca.as_deref()).context("tls.client_ca")?;
+        Ok(TlsConfig {
+            addr: self.addr,
+            certs,
+            server,
+            handshake_timeout: self.handshake_timeout,
+            reload_interval: self.reload_interval,
+            client_auth: client_ca.is_some(),
+        })
+    }
+}
+
+/// The rustls client settings for the upstream. An `http://` upstream gets
+/// settings that trust nothing, since they are never used.
+fn upstream_tls(u: &RawUpstream, https: bool, base: &Path) -> Result<Arc<rustls::ClientConfig>> {
+    ensure!(
+        https || (u.ca_file.is_none() && u.client_cert.is_none() && u.client_key.is_none()),
+        "upstream.ca_file, client_cert and client_key need an https:// upstream.url"
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    match &u.ca_file {
+        Some(ca) => {
+            for cert in tls::load_certs(&base.join(ca)).context("upstream.ca_file")? {
+                roots.add(cert).context("upstream.ca_file")?;
+            }
+        }
+        None if https => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        None => {}
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("upstream TLS versions")?
+        .with_root_certificates(roots);
+    let config = match (&u.client_cert, &u.client_key) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            let chain = tls::load_certs(&base.join(cert)).context("upstream.client_cert")?;
+            let key = tls::load_key(&base.join(key)).context("upstream.client_key")?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .context("upstream.client_cert / upstream.client_key")?
+        }
+        _ => bail!("upstream.client_cert and upstream.client_key go together"),
+    };
+    Ok(Arc::new(config))
 }
 
 impl RawConfig {
@@ -389,9 +309,18 @@ impl RawConfig {
             "listen.header_read_timeout must be more than zero"
         );
         ensure!(
-            l.addr.port() == 0 || l.admin_addr != Some(l.addr),
+            l.addr
+                .is_none_or(|a| a.port() == 0 || l.admin_addr != Some(a)),
             "listen.admin_addr must differ from listen.addr"
         );
+        ensure!(
+            l.addr.is_some() || self.tls.is_some(),
+            "listen.addr is required unless [tls] is configured"
+        );
+        let tls = match self.tls {
+            None => None,
+            Some(t) => Some(t.validate(base)?),
+        };
 
         let u = self.upstream;
         let base_uri: Uri = u
@@ -399,10 +328,11 @@ impl RawConfig {
             .parse()
             .map_err(|e| anyhow!("upstream.url: {e}: {:?}", u.url))?;
         ensure!(
-            base_uri.scheme_str() == Some("http"),
-            "upstream.url must start with http://, got {:?}",
+            matches!(base_uri.scheme_str(), Some("http" | "https")),
+            "upstream.url must start with http:// or https://, got {:?}",
             u.url
         );
+        let upstream_tls = upstream_tls(&u, base_uri.scheme_str() == Some("https"), base)?;
         ensure!(
             base_uri.authority().is_some(),
             "upstream.url has no host: {:?}",
@@ -542,12 +472,18 @@ impl RawConfig {
         for (n, raw) in self.accounts.into_iter().enumerate() {
             accounts.push(raw.validate(&format!("accounts[{n}]"), base, env)?);
         }
+        ensure!(
+            tls.as_ref().is_some_and(|t| t.client_auth)
+                || accounts.iter().all(|a| a.client_cn.is_none()),
+            "accounts: client_cert_cn needs tls.client_ca, which verifies client certificates"
+        );
         let accounts = Accounts::new(accounts)?;
 
         // The default namespace must stay grantable at every depth.
         debug_assert!(check_repo_name("repo", routes.depth).is_ok());
 
         Ok(Config {
+            tls,
             listen: ListenConfig {
                 addr: l.addr,
                 admin_addr: l.admin_addr,
@@ -560,6 +496,7 @@ impl RawConfig {
                 connect_timeout: u.connect_timeout,
                 timeout: u.timeout,
                 max_upload_bytes: u.max_upload_bytes,
+                tls: upstream_tls,
             },
             routes,
             auth,

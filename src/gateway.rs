@@ -57,12 +57,25 @@ impl From<GatewayError> for Refusal {
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// What the server knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The downstream peer.
     pub peer: SocketAddr,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: &'static str,
+    /// Common name of the client certificate the TLS handshake verified.
+    pub client_cn: Option<Arc<str>>,
+}
+
+impl ConnInfo {
+    /// A plain-HTTP connection from `peer`.
+    pub fn plain(peer: SocketAddr) -> ConnInfo {
+        ConnInfo {
+            peer,
+            proto: "http",
+            client_cn: None,
+        }
+    }
 }
 
 /// Shared state of the running gateway.
@@ -193,7 +206,7 @@ impl Gateway {
             tracing::Span::current().record("sub", subject.as_str());
             return Ok(response);
         }
-        match self.admit(&req).await {
+        match self.admit(&req, &conn).await {
             Ok(principal) => {
                 tracing::Span::current().record("sub", principal.subject());
             }
@@ -233,7 +246,11 @@ impl Gateway {
 
     /// Everything decided before forwarding: framing, canonical path, route,
     /// credentials and scope. Returns who the request is.
-    async fn admit(&self, req: &Request<Incoming>) -> Result<Principal, GatewayError> {
+    async fn admit(
+        &self,
+        req: &Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Result<Principal, GatewayError> {
         if req.headers().get_all(HOST).iter().count() > 1 {
             return Err(GatewayError::DuplicateHost);
         }
@@ -243,7 +260,10 @@ impl Gateway {
             .resolve(req.method(), req.uri().path())
             .ok_or(GatewayError::NotFound)?;
         match resolved.scope() {
-            Some(scope) => self.authorize(req.headers(), scope).await,
+            Some(scope) => {
+                self.authorize(req.headers(), conn.client_cn.as_deref(), scope)
+                    .await
+            }
             None => Ok(Principal::Anonymous),
         }
     }
@@ -252,13 +272,14 @@ impl Gateway {
     async fn authorize(
         &self,
         headers: &hyper::HeaderMap,
+        client_cn: Option<&str>,
         scope: Scope,
     ) -> Result<Principal, GatewayError> {
         let deny = |cause| GatewayError::Unauthorized {
             scope: scope.clone(),
             cause,
         };
-        let principal = match self.authn.authenticate(headers).await {
+        let principal = match self.authn.authenticate(headers, client_cn).await {
             Ok(p) => p,
             Err(AuthnError::Credential(CredentialError::Duplicate)) => {
                 return Err(GatewayError::DuplicateCredentials)

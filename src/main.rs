@@ -14,6 +14,7 @@ use chartgate::auth::token::unix_now;
 use chartgate::auth::{account, key};
 use chartgate::issuer::{self, mint::Minter};
 use chartgate::server::admin::Admin;
+use chartgate::server::devcert;
 use chartgate::server::reload::{self, Live};
 use chartgate::{server, telemetry, Config, Gateway};
 
@@ -66,6 +67,17 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<std::time::Duration>,
     },
+    /// Write a throwaway development PKI: ca.pem, server.pem and
+    /// server-key.pem (for localhost, 127.0.0.1 and ::1), client.pem and
+    /// client-key.pem. The CA's key is not kept.
+    DevCerts {
+        /// Directory to write into; created if missing.
+        #[arg(long)]
+        out: PathBuf,
+        /// Common name of the client certificate.
+        #[arg(long, default_value = "dev-client")]
+        client_cn: String,
+    },
     /// Write a new RSA-2048 signing key pair (signing-key.pem, signing-key.pub.pem).
     Keygen {
         /// Directory to write into; created if missing.
@@ -86,6 +98,16 @@ fn main() -> ExitCode {
         Command::PublicKey { config } => public_key(&config),
         Command::Keygen { out, force } => keygen(out, force),
         Command::HashSecret => hash_secret(),
+        Command::DevCerts { out, client_cn } => {
+            devcert::generate(&["localhost", "127.0.0.1", "::1"], &client_cn)
+                .and_then(|pki| pki.write(&out))
+                .map(|()| {
+                    println!(
+                "wrote ca.pem, server.pem, server-key.pem, client.pem, client-key.pem to {}",
+                out.display()
+            )
+                })
+        }
         Command::NewKey => account::new_api_key().map(|(key, digest)| {
             println!("key:         {key}");
             println!("secret_hash: {digest}");
@@ -116,7 +138,9 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listeners = server::bind(&config.listen).await?;
+        let listeners = server::bind(&config.listen, config.tls.as_ref()).await?;
+        let tls = config.tls.clone();
+        let certs = tls.as_ref().map(|t| t.certs.clone());
         let listen = config.listen.clone();
         info!(
             upstream = %config.upstream.base,
@@ -131,9 +155,19 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             draining: Arc::new(AtomicBool::new(false)),
         });
         let live = Arc::new(Live::new(gateway));
+        let bound_tls = tls.as_ref().map(|t| t.addr);
         tokio::spawn(reload::on_sighup(live.clone(), move || {
+            // Certificates first: their files may change without the config.
+            if let Some(certs) = &certs {
+                certs
+                    .reload()
+                    .context("tls: the new certificate was refused")?;
+            }
             let config = Config::load(&config_path)?;
-            if config.listen.addr != bound.addr || config.listen.admin_addr != bound.admin_addr {
+            if config.listen.addr != bound.addr
+                || config.listen.admin_addr != bound.admin_addr
+                || config.tls.as_ref().map(|t| t.addr) != bound_tls
+            {
                 anyhow::bail!("listen addresses cannot change without a restart");
             }
             Gateway::from_config(config)
@@ -144,7 +178,7 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
                 std::future::pending::<()>().await;
             }
         };
-        server::run(listeners, live, Some(admin), listen, shutdown).await
+        server::run(listeners, live, Some(admin), listen, tls, shutdown).await
     })
 }
 

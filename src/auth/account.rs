@@ -145,7 +145,10 @@ pub fn new_api_key() -> Result<(String, String)> {
 #[derive(Debug)]
 pub struct Account {
     pub id: String,
-    pub secret: SecretHash,
+    /// `None` for an account that authenticates only by client certificate.
+    pub secret: Option<SecretHash>,
+    /// Common name of the client certificate that proves this account.
+    pub client_cn: Option<String>,
     /// Unix seconds after which the account no longer authenticates.
     pub expires: Option<u64>,
     pub acl: Acl,
@@ -163,6 +166,7 @@ impl Account {
 pub struct Accounts {
     by_id: HashMap<String, Arc<Account>>,
     by_key: HashMap<[u8; 32], Arc<Account>>,
+    by_cn: HashMap<String, Arc<Account>>,
     /// Verified against when an id is unknown, so an unknown account costs
     /// what a wrong password does.
     decoy: Option<SecretHash>,
@@ -177,7 +181,12 @@ impl Accounts {
         let mut set = Accounts::default();
         for account in accounts {
             let account = Arc::new(account);
-            if let SecretHash::Sha256(d) = &account.secret {
+            if let Some(cn) = &account.client_cn {
+                if set.by_cn.insert(cn.clone(), account.clone()).is_some() {
+                    bail!("accounts: two accounts map client certificate CN {cn:?}");
+                }
+            }
+            if let Some(SecretHash::Sha256(d)) = &account.secret {
                 if set.by_key.insert(*d, account.clone()).is_some() {
                     bail!(
                         "accounts: two accounts share the API key of {:?}",
@@ -193,7 +202,11 @@ impl Accounts {
                 bail!("accounts: id {:?} appears twice", account.id);
             }
         }
-        if set.by_id.values().any(|a| a.secret.is_slow()) {
+        if set
+            .by_id
+            .values()
+            .any(|a| a.secret.as_ref().is_some_and(SecretHash::is_slow))
+        {
             set.decoy = Some(SecretHash::Argon2(hash_password("decoy")?));
         }
         Ok(set)
@@ -212,7 +225,8 @@ impl Accounts {
     pub fn verify(&self, id: &str, secret: &str, now: u64) -> Option<Arc<Account>> {
         match self.by_id.get(id) {
             Some(account) => {
-                (account.secret.verify(secret) && account.is_active(now)).then(|| account.clone())
+                let ok = account.secret.as_ref().is_some_and(|s| s.verify(secret));
+                (ok && account.is_active(now)).then(|| account.clone())
             }
             None => {
                 if let Some(decoy) = &self.decoy {
@@ -226,9 +240,14 @@ impl Accounts {
     /// Whether verifying `id`'s secret may be slow (so the caller should
     /// move it to a blocking thread).
     pub fn is_slow(&self, id: &str) -> bool {
-        self.by_id
-            .get(id)
-            .map_or(self.decoy.is_some(), |a| a.secret.is_slow())
+        self.by_id.get(id).map_or(self.decoy.is_some(), |a| {
+            a.secret.as_ref().is_some_and(SecretHash::is_slow)
+        })
+    }
+
+    /// The account a verified client certificate's common name maps to.
+    pub fn by_client_cn(&self, cn: &str, now: u64) -> Option<Arc<Account>> {
+        self.by_cn.get(cn).filter(|a| a.is_active(now)).cloned()
     }
 
     /// An account by id (for offline minting).
@@ -254,7 +273,8 @@ mod tests {
     fn account(id: &str, secret: SecretHash, expires: Option<u64>) -> Account {
         Account {
             id: id.into(),
-            secret,
+            secret: Some(secret),
+            client_cn: None,
             expires,
             acl: Acl::default(),
         }

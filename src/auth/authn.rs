@@ -1,11 +1,12 @@
 //! Authentication: turns whatever credential a request presents into a
 //! [`Principal`], and decides whether that principal holds a scope.
 //!
-//! Four credential forms are accepted, all judged by the same rules:
+//! Five credential forms are accepted, all judged by the same rules:
 //! `Authorization: Bearer <jwt>`, a raw token under a configurable header
 //! (helm-push `--auth-header`), `Authorization: Basic` with an account id and
-//! secret (plain Helm), and `Authorization: Basic` whose password is a JWT
-//! (token as password). A Bearer value or raw token that is not a JWT is an
+//! secret (plain Helm), `Authorization: Basic` whose password is a JWT
+//! (token as password), and, when no header credential is sent, a client
+//! certificate the TLS handshake verified, mapped to an account by its CN. A Bearer value or raw token that is not a JWT is an
 //! account's API key. A credential that is present but wrong is always a
 //! failure, never a fall-back to anonymous access.
 //!
@@ -176,13 +177,20 @@ impl Authenticator {
         }
     }
 
-    /// Authenticates the credential in `headers` (or its absence).
+    /// Authenticates the credential in `headers` or, when there is none,
+    /// the connection's verified client certificate (`client_cn`).
     ///
     /// # Errors
     /// A credential is present but malformed, ambiguous or wrong.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthnError> {
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        client_cn: Option<&str>,
+    ) -> Result<Principal, AuthnError> {
         match self.presented(headers)? {
-            None => Ok(Principal::Anonymous),
+            None => Ok(client_cn
+                .and_then(|cn| self.accounts.by_client_cn(cn, unix_now()))
+                .map_or(Principal::Anonymous, Principal::Account)),
             Some(Presented::Jwt(token)) => Ok(Principal::Token(self.verifier.verify(&token)?)),
             Some(Presented::ApiKey(key)) => self
                 .accounts

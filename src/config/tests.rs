@@ -70,7 +70,7 @@ fn the_shipped_sample_parses() {
     )
     .unwrap();
     assert_eq!(c.upstream.base, "http://127.0.0.1:8081/");
-    assert_eq!(c.listen.addr.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.listen.addr.unwrap().to_string(), "127.0.0.1:8080");
     assert_eq!(c.auth.realm, "http://localhost:8080/oauth/token");
     assert_eq!(c.routes.depth, 2);
 }

@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;
 use hyper::{Request, Response, Uri, Version};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -28,7 +29,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// ChartMuseum, as the gateway reaches it.
 #[derive(Debug)]
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
     base: Uri,
     timeout: Duration,
     max_upload_bytes: u64,
@@ -42,9 +43,16 @@ impl Upstream {
     /// A pooled client for the upstream in `config`, whose ChartMuseum
     /// serves under `context_path`.
     pub fn new(config: &UpstreamConfig, context_path: Option<&str>) -> Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        // HTTP/1.1 only upstream: ChartMuseum speaks it, and SNI comes from
+        // the upstream URL's host.
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config((*config.tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)

@@ -1,16 +1,21 @@
-//! Listeners: accept loops, per-connection tasks, limits and graceful drain.
+//! Listeners: accept loops, TLS handshakes, per-connection tasks, limits
+//! and the graceful drain.
 //!
 //! [`run`] takes pre-bound listeners and a shutdown future, so tests bind
 //! port 0 and hand the listener over (no fixed ports, no sleeps). Each
 //! connection is served by hyper-util's auto builder (HTTP/1.1 and h2) with
 //! a timer, so the header-read timeout is actually armed, and is watched by
 //! a `GracefulShutdown` that the drain waits on, bounded by the grace period.
+//! TLS handshakes run inside the connection task, under their own timeout.
 
 pub mod admin;
+pub mod devcert;
 pub mod reload;
 pub mod shutdown;
+pub mod tls;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +25,14 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use crate::config::ListenConfig;
+use crate::config::{ListenConfig, TlsConfig};
 use crate::gateway::ConnInfo;
 use admin::Admin;
 use reload::Live;
@@ -39,8 +46,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The listeners the gateway serves on, already bound.
 #[derive(Debug)]
 pub struct Listeners {
-    /// Proxy and token endpoint.
-    pub main: TcpListener,
+    /// Plain-HTTP proxy and token endpoint.
+    pub plain: Option<TcpListener>,
+    /// TLS proxy and token endpoint.
+    pub tls: Option<TcpListener>,
     /// `/healthz` and `/readyz`.
     pub admin: Option<TcpListener>,
 }
@@ -60,6 +69,112 @@ fn builder(listen: &ListenConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// Everything a connection task needs, shared by the accept loops.
+struct Shared {
+    live: Arc<Live>,
+    builder: auto::Builder<TokioExecutor>,
+    graceful: GracefulShutdown,
+    slots: Arc<Semaphore>,
+}
+
+/// Serves one established connection (plain or TLS) until it ends; the
+/// drain waits for it through `watcher`.
+fn serve<S>(
+    live: Arc<Live>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: S,
+    conn: ConnInfo,
+    permit: OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req: Request<Incoming>| live.get().handle(req, conn.clone()));
+    let connection = watcher.watch(builder.serve_connection(TokioIo::new(io), svc).into_owned());
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(error = %e, "connection ended with an error");
+        }
+        drop(permit);
+    });
+}
+
+/// Accepts until the listener fails for good; `tls` turns on the handshake.
+async fn accept_loop(shared: &Shared, listener: TcpListener, tls: Option<(TlsAcceptor, Duration)>) {
+    loop {
+        // Reserve a slot before accepting: at the limit, new connections
+        // wait in the kernel backlog instead of costing us memory.
+        let Ok(permit) = shared.slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = shared.graceful.watcher();
+        let live = shared.live.clone();
+        match &tls {
+            None => serve(
+                live,
+                &shared.builder,
+                watcher,
+                stream,
+                ConnInfo::plain(peer),
+                permit,
+            ),
+            Some((acceptor, timeout)) => {
+                let (acceptor, timeout) = (acceptor.clone(), *timeout);
+                let builder = shared.builder.clone();
+                tokio::spawn(async move {
+                    if let Some((stream, conn)) = handshake(acceptor, stream, peer, timeout).await {
+                        serve(live, &builder, watcher, stream, conn, permit);
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Runs the TLS handshake under `timeout`; logs and drops failures.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, ConnInfo)> {
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let (_, session) = stream.get_ref();
+            let client_cn = session
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(tls::client_common_name)
+                .map(Arc::from);
+            Some((
+                stream,
+                ConnInfo {
+                    peer,
+                    proto: "https",
+                    client_cn,
+                },
+            ))
+        }
+        Ok(Err(e)) => {
+            warn!(peer = %peer, reason = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            warn!(peer = %peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
 /// Serves the gateway in `live` on `listeners` until `shutdown` resolves,
 /// then drains open connections for at most `listen.shutdown_grace`.
 ///
@@ -70,18 +185,42 @@ pub async fn run(
     live: Arc<Live>,
     admin: Option<Arc<Admin>>,
     listen: ListenConfig,
+    tls: Option<TlsConfig>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let builder = builder(&listen);
-    let slots = Arc::new(Semaphore::new(listen.max_connections));
+    let shared = Shared {
+        live,
+        builder: builder(&listen),
+        graceful: GracefulShutdown::new(),
+        slots: Arc::new(Semaphore::new(listen.max_connections)),
+    };
     let draining = admin
         .as_ref()
         .map(|a| a.draining.clone())
         .unwrap_or_default();
-    let main_addr = listeners.main.local_addr()?;
-    info!(addr = %main_addr, "listening");
 
+    let plain_loop = async {
+        match listeners.plain {
+            Some(l) => {
+                info!(addr = %l.local_addr()?, "listening");
+                accept_loop(&shared, l, None).await;
+            }
+            None => std::future::pending().await,
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    let tls_loop = async {
+        match (listeners.tls, &tls) {
+            (Some(l), Some(t)) => {
+                info!(addr = %l.local_addr()?, client_auth = t.client_auth, "listening (TLS)");
+                tokio::spawn(tls::watch(t.certs.clone(), t.reload_interval));
+                let acceptor = TlsAcceptor::from(t.server.clone());
+                accept_loop(&shared, l, Some((acceptor, t.handshake_timeout))).await;
+            }
+            _ => std::future::pending().await,
+        }
+        Ok::<(), anyhow::Error>(())
+    };
     let admin_loop = async {
         let (Some(listener), Some(admin)) = (listeners.admin, admin) else {
             return std::future::pending().await;
@@ -98,10 +237,11 @@ pub async fn run(
             };
             let admin = admin.clone();
             let svc = service_fn(move |req| admin.clone().handle(req));
-            let conn = builder
+            let conn = shared
+                .builder
                 .serve_connection(TokioIo::new(stream), svc)
                 .into_owned();
-            let conn = graceful.watch(conn);
+            let conn = shared.graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     debug!(error = %e, "admin connection ended with an error");
@@ -112,50 +252,16 @@ pub async fn run(
         Ok::<(), anyhow::Error>(())
     };
 
-    let main_loop = async {
-        loop {
-            // Reserve a slot before accepting: at the limit, new connections
-            // wait in the kernel backlog instead of costing us memory.
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                break;
-            };
-            let (stream, peer) = match listeners.main.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let conn_info = ConnInfo {
-                peer,
-                proto: "http",
-            };
-            let live = live.clone();
-            let svc = service_fn(move |req: Request<Incoming>| live.get().handle(req, conn_info));
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), svc)
-                .into_owned();
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    debug!(peer = %peer, error = %e, "connection ended with an error");
-                }
-                drop(permit);
-            });
-        }
-    };
-
     tokio::select! {
-        () = main_loop => {},
+        result = plain_loop => result?,
+        result = tls_loop => result?,
         result = admin_loop => result?,
         () = shutdown => {},
     }
 
     draining.store(true, Ordering::Relaxed);
     info!(grace = ?listen.shutdown_grace, "stopped accepting; draining connections");
-    match tokio::time::timeout(listen.shutdown_grace, graceful.shutdown()).await {
+    match tokio::time::timeout(listen.shutdown_grace, shared.graceful.shutdown()).await {
         Ok(()) => info!("drained"),
         Err(_) => warn!("grace period ended with connections still open"),
     }
@@ -166,18 +272,21 @@ pub async fn run(
 ///
 /// # Errors
 /// An address is in use or not permitted; the message names it.
-pub async fn bind(listen: &ListenConfig) -> anyhow::Result<Listeners> {
+pub async fn bind(listen: &ListenConfig, tls: Option<&TlsConfig>) -> anyhow::Result<Listeners> {
     use anyhow::Context;
-    let main = TcpListener::bind(listen.addr)
-        .await
-        .with_context(|| format!("listen.addr: cannot bind {}", listen.addr))?;
-    let admin = match listen.admin_addr {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listen.admin_addr: cannot bind {addr}"))?,
-        ),
-        None => None,
-    };
-    Ok(Listeners { main, admin })
+    async fn bind_one(addr: Option<SocketAddr>, key: &str) -> anyhow::Result<Option<TcpListener>> {
+        match addr {
+            None => Ok(None),
+            Some(addr) => Ok(Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("{key}: cannot bind {addr}"))?,
+            )),
+        }
+    }
+    Ok(Listeners {
+        plain: bind_one(listen.addr, "listen.addr").await?,
+        tls: bind_one(tls.map(|t| t.addr), "tls.addr").await?,
+        admin: bind_one(listen.admin_addr, "listen.admin_addr").await?,
+    })
 }

@@ -253,6 +253,8 @@ pub struct Gw {
     pub live: Arc<chartgate::server::reload::Live>,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The TLS listener, when the config has `[tls]`.
+    pub tls_addr: Option<SocketAddr>,
     pub stop: Option<oneshot::Sender<()>>,
     pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -269,6 +271,12 @@ pub async fn spawn_gateway(config: Config) -> Gw {
     let addr = main.local_addr().unwrap();
     let admin_addr = admin_listener.local_addr().unwrap();
     let listen = config.listen.clone();
+    let tls = config.tls.clone();
+    let tls_listener = match &tls {
+        Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        None => None,
+    };
+    let tls_addr = tls_listener.as_ref().map(|l| l.local_addr().unwrap());
     let gateway = Gateway::from_config(config).unwrap();
     let admin = Arc::new(Admin {
         upstream: gateway.upstream(),
@@ -276,7 +284,8 @@ pub async fn spawn_gateway(config: Config) -> Gw {
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let listeners = Listeners {
-        main,
+        plain: Some(main),
+        tls: tls_listener,
         admin: Some(admin_listener),
     };
     let live = Arc::new(chartgate::server::reload::Live::new(gateway));
@@ -285,6 +294,7 @@ pub async fn spawn_gateway(config: Config) -> Gw {
         live.clone(),
         Some(admin),
         listen,
+        tls,
         async move {
             let _ = stopped.await;
         },
@@ -293,6 +303,7 @@ pub async fn spawn_gateway(config: Config) -> Gw {
         live,
         addr,
         admin: admin_addr,
+        tls_addr,
         stop: Some(stop),
         done,
     }

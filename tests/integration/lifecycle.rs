@@ -235,23 +235,26 @@ async fn sighup_reloads_and_a_broken_file_keeps_the_old_config() {
     let path = dir.join("chartgate.toml");
     let allow = BASE_CONFIG.replace("UPSTREAM", &up.addr.to_string());
     std::fs::write(&path, &allow).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chartgate"))
+    let child = Command::new(env!("CARGO_BIN_EXE_chartgate"))
         .args(["serve", "--config"])
         .arg(&path)
         .env("KEY", &signing_pem().0)
         .env("MASTER", MASTER_KEY)
         .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Killed on drop, so a failed assertion never leaves it running.
+    let mut child = KillOnDrop(Some(child));
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child.0.as_mut().unwrap().stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = lines_tx.send(line);
         }
     });
-    let line = wait_for(&mut lines, " listening addr=").await;
+    let line = wait_for(&mut lines, "INFO listening addr=").await;
     let addr = line.rsplit("addr=").next().unwrap().trim().to_owned();
     let url = format!("http://{addr}/org1/repo1/index.yaml");
     let key = format!("Bearer {MASTER_KEY}");
@@ -282,7 +285,8 @@ async fn sighup_reloads_and_a_broken_file_keeps_the_old_config() {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    let mut process = child.0.take().unwrap();
+    let status = tokio::task::spawn_blocking(move || process.wait().unwrap())
         .await
         .unwrap();
     assert!(
@@ -304,6 +308,24 @@ async fn wait_for(
             .expect("chartgate exited");
         if line.contains(needle) {
             return line;
+        }
+    }
+}
+
+/// A child process killed when the test ends, pass or fail.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

@@ -7,3 +7,4 @@ mod issuer;
 mod lifecycle;
 mod oracle;
 mod proxy;
+mod tls;

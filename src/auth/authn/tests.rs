@@ -53,13 +53,15 @@ fn fixture() -> Fixture {
     let accounts = Accounts::new(vec![
         Account {
             id: "ci".into(),
-            secret: SecretHash::of_api_key(KEY),
+            secret: Some(SecretHash::of_api_key(KEY)),
+            client_cn: Some("ci-bot".into()),
             expires: None,
             acl: rules(&[("org1/*", &["pull", "push"])]),
         },
         Account {
             id: "alice".into(),
-            secret: SecretHash::parse(&hash_password("correct horse").unwrap()).unwrap(),
+            secret: Some(SecretHash::parse(&hash_password("correct horse").unwrap()).unwrap()),
+            client_cn: None,
             expires: None,
             acl: rules(&[("org2/repo2", &["pull"])]),
         },
@@ -123,7 +125,7 @@ async fn every_credential_form_reaches_the_same_rules() {
         headers(&[("authorization", basic("anything", &token))]),
     ];
     for h in &forms {
-        let p = f.authn.authenticate(h).await.unwrap();
+        let p = f.authn.authenticate(h, None).await.unwrap();
         assert!(matches!(p, Principal::Token(_)));
         assert!(f.authn.allows(&p, &scope("org1/repo1", Action::Pull)));
         assert!(!f.authn.allows(&p, &scope("org1/repo1", Action::Push)));
@@ -134,17 +136,17 @@ async fn every_credential_form_reaches_the_same_rules() {
         headers(&[("authorization", basic("ci", KEY))]),
     ];
     for h in &by_key {
-        let p = f.authn.authenticate(h).await.unwrap();
+        let p = f.authn.authenticate(h, None).await.unwrap();
         assert_eq!(p.subject(), "ci");
         assert!(f.authn.allows(&p, &scope("org1/anything", Action::Push)));
         assert!(!f.authn.allows(&p, &scope("org2/repo2", Action::Pull)));
     }
     let p = f
         .authn
-        .authenticate(&headers(&[(
-            "authorization",
-            basic("alice", "correct horse"),
-        )]))
+        .authenticate(
+            &headers(&[("authorization", basic("alice", "correct horse"))]),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(p.subject(), "alice");
@@ -156,10 +158,10 @@ async fn every_credential_form_reaches_the_same_rules() {
 async fn successful_password_checks_are_remembered_and_failures_are_not() {
     let f = fixture();
     let good = headers(&[("authorization", basic("alice", "correct horse"))]);
-    f.authn.authenticate(&good).await.unwrap();
+    f.authn.authenticate(&good, None).await.unwrap();
     f.authn.remembered.run_pending_tasks();
     assert_eq!(f.authn.remembered.entry_count(), 1);
-    f.authn.authenticate(&good).await.unwrap();
+    f.authn.authenticate(&good, None).await.unwrap();
     f.authn.remembered.run_pending_tasks();
     assert_eq!(f.authn.remembered.entry_count(), 1);
 
@@ -170,7 +172,7 @@ async fn successful_password_checks_are_remembered_and_failures_are_not() {
     ] {
         let r = f
             .authn
-            .authenticate(&headers(&[("authorization", bad)]))
+            .authenticate(&headers(&[("authorization", bad)]), None)
             .await;
         assert!(matches!(r, Err(AuthnError::Password(_))));
     }
@@ -191,7 +193,7 @@ fn remembered_keys_separate_id_and_secret() {
 #[tokio::test]
 async fn anonymous_pull_only_where_allowed_and_never_for_bad_credentials() {
     let f = fixture();
-    let p = f.authn.authenticate(&HeaderMap::new()).await.unwrap();
+    let p = f.authn.authenticate(&HeaderMap::new(), None).await.unwrap();
     assert!(matches!(p, Principal::Anonymous));
     assert!(f.authn.allows(&p, &scope("public/charts", Action::Pull)));
     assert!(!f.authn.allows(&p, &scope("public/charts", Action::Push)));
@@ -199,7 +201,10 @@ async fn anonymous_pull_only_where_allowed_and_never_for_bad_credentials() {
     // Any authenticated principal keeps anonymous rights.
     let p = f
         .authn
-        .authenticate(&headers(&[("authorization", format!("Bearer {KEY}"))]))
+        .authenticate(
+            &headers(&[("authorization", format!("Bearer {KEY}"))]),
+            None,
+        )
         .await
         .unwrap();
     assert!(f.authn.allows(&p, &scope("public/charts", Action::Pull)));
@@ -210,7 +215,7 @@ async fn anonymous_pull_only_where_allowed_and_never_for_bad_credentials() {
         headers(&[("x-chart-token", "a.b.c".to_owned())]),
         headers(&[("authorization", basic("alice", "nope"))]),
     ] {
-        assert!(f.authn.authenticate(&h).await.is_err());
+        assert!(f.authn.authenticate(&h, None).await.is_err());
     }
 }
 
@@ -222,7 +227,7 @@ async fn two_credentials_are_ambiguous() {
         ("x-chart-token", KEY.to_owned()),
     ]);
     assert!(matches!(
-        f.authn.authenticate(&both).await,
+        f.authn.authenticate(&both, None).await,
         Err(AuthnError::Credential(CredentialError::Duplicate))
     ));
     let twice = headers(&[
@@ -230,12 +235,12 @@ async fn two_credentials_are_ambiguous() {
         ("x-chart-token", KEY.to_owned()),
     ]);
     assert!(matches!(
-        f.authn.authenticate(&twice).await,
+        f.authn.authenticate(&twice, None).await,
         Err(AuthnError::Credential(CredentialError::Duplicate))
     ));
     let mut h = HeaderMap::new();
     h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer x"));
-    assert!(f.authn.authenticate(&h).await.is_err());
+    assert!(f.authn.authenticate(&h, None).await.is_err());
 }
 
 #[tokio::test]
@@ -261,4 +266,27 @@ async fn the_client_check_accepts_keys_and_passwords() {
         .client(&Credential::Bearer("cgk_unknown-key-123456".into()))
         .await
         .is_err());
+}
+
+#[tokio::test]
+async fn a_verified_client_certificate_is_a_credential_of_last_resort() {
+    let f = fixture();
+    let p = f
+        .authn
+        .authenticate(&HeaderMap::new(), Some("ci-bot"))
+        .await
+        .unwrap();
+    assert_eq!(p.subject(), "ci");
+    assert!(f.authn.allows(&p, &scope("org1/repo1", Action::Push)));
+    // An unmapped certificate is just anonymous.
+    let p = f
+        .authn
+        .authenticate(&HeaderMap::new(), Some("stranger"))
+        .await
+        .unwrap();
+    assert!(matches!(p, Principal::Anonymous));
+    // Explicit credentials win over the certificate.
+    let h = headers(&[("authorization", basic("alice", "correct horse"))]);
+    let p = f.authn.authenticate(&h, Some("ci-bot")).await.unwrap();
+    assert_eq!(p.subject(), "alice");
 }

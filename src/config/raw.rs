@@ -1,0 +1,220 @@
+//! The configuration file as written: serde types that mirror the TOML,
+//! with defaults, refusing unknown keys. Nothing here is validated; see
+//! [`super::RawConfig::validate`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::acl::RawRule;
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: RawListen,
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub chartmuseum: RawChartmuseum,
+    pub tls: Option<RawTls>,
+    pub auth: RawAuth,
+    pub issuer: RawIssuer,
+    #[serde(default)]
+    pub accounts: Vec<RawAccount>,
+}
+
+/// One account as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccount {
+    pub id: String,
+    /// A stored hash: `$argon2id$...` or `sha256:<hex>`.
+    pub secret_hash: Option<String>,
+    /// An API key read from env or file, hashed on load.
+    pub key: Option<RawSecret>,
+    /// Common name of a client certificate (verified against `tls.client_ca`)
+    /// that authenticates as this account.
+    pub client_cert_cn: Option<String>,
+    /// RFC 3339 time after which the account stops authenticating.
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    /// Plain-HTTP listener; optional when `[tls]` has an address.
+    pub addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    #[serde(with = "humantime_serde", default = "defaults::header_read_timeout")]
+    pub header_read_timeout: Duration,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    #[serde(with = "humantime_serde", default = "defaults::shutdown_grace")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: String,
+    #[serde(with = "humantime_serde", default = "defaults::connect_timeout")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde", default = "defaults::upstream_timeout")]
+    pub timeout: Duration,
+    #[serde(default = "defaults::max_upload_bytes")]
+    pub max_upload_bytes: u64,
+    /// CA bundle for an `https://` upstream (default: the Mozilla roots).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key presented to an `https://` upstream.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+/// The TLS listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub addr: SocketAddr,
+    /// Certificate chain, leaf first (PEM).
+    pub cert: PathBuf,
+    /// Private key: PKCS#8, PKCS#1 or SEC1 (PEM).
+    pub key: PathBuf,
+    #[serde(with = "humantime_serde", default = "defaults::handshake_timeout")]
+    pub handshake_timeout: Duration,
+    /// How often the certificate files are checked for changes.
+    #[serde(with = "humantime_serde", default = "defaults::cert_reload_interval")]
+    pub reload_interval: Duration,
+    /// CA for optional client certificates (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChartmuseum {
+    #[serde(default)]
+    pub depth: usize,
+    pub context_path: Option<String>,
+    #[serde(default)]
+    pub disable_api: bool,
+    #[serde(default)]
+    pub disable_delete: bool,
+    #[serde(default)]
+    pub artifact_hub: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub realm: String,
+    pub service: String,
+    #[serde(default = "defaults::issuer")]
+    pub issuer: String,
+    pub audience: Option<String>,
+    #[serde(with = "humantime_serde", default = "defaults::leeway")]
+    pub leeway: Duration,
+    #[serde(default = "defaults::token_cache_capacity")]
+    pub token_cache_capacity: u64,
+    #[serde(default)]
+    pub trusted_keys: Vec<RawTrustedKey>,
+    #[serde(with = "humantime_serde", default = "defaults::key_refresh")]
+    pub key_refresh: Duration,
+    /// Repository patterns anyone may pull from without credentials.
+    #[serde(default)]
+    pub anonymous_pull: Vec<String>,
+    /// A header carrying a raw token (helm-push `--auth-header`).
+    pub token_header: Option<String>,
+    #[serde(with = "humantime_serde", default = "defaults::credential_cache_ttl")]
+    pub credential_cache_ttl: Duration,
+    #[serde(default = "defaults::credential_cache_capacity")]
+    pub credential_cache_capacity: u64,
+}
+
+/// An extra public key whose tokens are accepted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrustedKey {
+    pub file: PathBuf,
+    #[serde(default = "defaults::algorithm")]
+    pub algorithm: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    #[serde(default = "defaults::token_path")]
+    pub path: String,
+    pub signing_key: RawSecret,
+    #[serde(default = "defaults::algorithm")]
+    pub algorithm: String,
+    #[serde(with = "humantime_serde", default = "defaults::token_ttl")]
+    pub token_ttl: Duration,
+}
+
+/// Where a secret comes from: exactly one of `env` or `file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+pub(super) mod defaults {
+    use std::time::Duration;
+    pub fn header_read_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn max_connections() -> usize {
+        10_000
+    }
+    pub fn handshake_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn cert_reload_interval() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn shutdown_grace() -> Duration {
+        Duration::from_secs(20)
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn upstream_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    /// ChartMuseum's own `--max-upload-size` default.
+    pub fn max_upload_bytes() -> u64 {
+        20 * 1024 * 1024
+    }
+    pub fn issuer() -> String {
+        "chartgate".into()
+    }
+    pub fn leeway() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn token_cache_capacity() -> u64 {
+        10_000
+    }
+    pub fn credential_cache_ttl() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn credential_cache_capacity() -> u64 {
+        10_000
+    }
+    pub fn key_refresh() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn token_path() -> String {
+        "/oauth/token".into()
+    }
+    pub fn algorithm() -> String {
+        "RS256".into()
+    }
+    /// The example server's fixed lifetime.
+    pub fn token_ttl() -> Duration {
+        Duration::from_secs(300)
+    }
+}

@@ -1,0 +1,257 @@
+//! The TLS listener in process: both ALPN protocols, certificate swaps with
+//! open connections surviving, corrupt replacements refused, client
+//! certificates as credentials, and TLS to the upstream.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chartgate::server::devcert::{self, DevPki};
+use http_body_util::BodyExt;
+use hyper::{Request, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::common::*;
+
+pub fn tmp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("chartgate-tls-it-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Adds a `[tls]` section (and optionally a client CA) to `text`.
+pub fn with_tls(text: &str, dir: &Path, client_ca: bool) -> String {
+    let mut section = format!(
+        "\n[tls]\naddr = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\nreload_interval = \"100ms\"\n",
+        dir.join("server.pem").display(),
+        dir.join("server-key.pem").display()
+    );
+    if client_ca {
+        section.push_str(&format!(
+            "client_ca = \"{}\"\n",
+            dir.join("ca.pem").display()
+        ));
+    }
+    // Sections must come before [[accounts]] arrays to stay in [tls].
+    match text.find("[[accounts]]") {
+        Some(i) => format!("{}{section}\n{}", &text[..i], &text[i..]),
+        None => format!("{text}{section}"),
+    }
+}
+
+fn roots(pki: &DevPki) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca_cert.as_bytes()).unwrap())
+        .unwrap();
+    roots
+}
+
+fn client_config(pki: &DevPki, client_cert: bool, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    let b = rustls::ClientConfig::builder_with_provider(chartgate::server::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots(pki));
+    let mut c = if client_cert {
+        let chain = vec![CertificateDer::from_pem_slice(pki.client_cert.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(pki.client_key.as_bytes()).unwrap();
+        b.with_client_auth_cert(chain, key).unwrap()
+    } else {
+        b.with_no_client_auth()
+    };
+    c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    c
+}
+
+/// One TLS connection by hand: returns the negotiated ALPN and the leaf.
+async fn connect(
+    addr: std::net::SocketAddr,
+    config: rustls::ClientConfig,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+fn leaf_of(s: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Vec<u8> {
+    s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+async fn https_get(
+    pki: &DevPki,
+    url: &str,
+    auth: Option<&str>,
+    h2: bool,
+    client_cert: bool,
+) -> (Reply, Version) {
+    // hyper-rustls sets ALPN itself from the enabled versions.
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(client_config(pki, client_cert, &[]))
+        .https_only();
+    let https = if h2 {
+        builder.enable_http2().build()
+    } else {
+        builder.enable_http1().build()
+    };
+    let mut client = Client::builder(TokioExecutor::new());
+    client.http2_only(h2);
+    let client: Client<_, TestBody> = client.build(https);
+    let mut b = Request::get(url);
+    if let Some(a) = auth {
+        b = b.header("authorization", a);
+    }
+    let resp = client
+        .request(b.body(full(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let version = resp.version();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        },
+        version,
+    )
+}
+
+#[tokio::test]
+async fn serves_h2_and_http11_over_tls() {
+    let dir = tmp_dir("alpn");
+    let pki = devcert::generate(&["localhost", "127.0.0.1"], "ci-bot").unwrap();
+    pki.write(&dir).unwrap();
+    let up = spawn_upstream(Behaviour::Normal).await;
+    let gw = spawn_gateway(config(&with_tls(BASE_CONFIG, &dir, false), up.addr)).await;
+    let base = format!("https://localhost:{}", gw.tls_addr.unwrap().port());
+    let key = format!("Bearer {MASTER_KEY}");
+    for h2 in [true, false] {
+        let (r, version) = https_get(
+            &pki,
+            &format!("{base}/org1/repo1/index.yaml"),
+            Some(&key),
+            h2,
+            false,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            version,
+            if h2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            }
+        );
+        let seen = up.last();
+        assert_eq!(seen.headers["x-forwarded-proto"], "https");
+        assert_eq!(
+            seen.headers["x-forwarded-host"],
+            format!("localhost:{}", gw.tls_addr.unwrap().port())
+        );
+    }
+    let (r, _) = https_get(
+        &pki,
+        &format!("{base}/org1/repo1/index.yaml"),
+        None,
+        true,
+        false,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_swapped_certificate_reaches_new_connections_and_open_ones_survive() {
+    let dir = tmp_dir("swap");
+    let a = devcert::generate(&["localhost"], "ci-bot").unwrap();
+    a.write(&dir).unwrap();
+    let up = spawn_upstream(Behaviour::Normal).await;
+    let gw = spawn_gateway(config(&with_tls(BASE_CONFIG, &dir, false), up.addr)).await;
+    let addr = gw.tls_addr.unwrap();
+
+    // A connection opened with the first certificate.
+    let mut open = connect(addr, client_config(&a, false, &[b"http/1.1"])).await;
+    let first_leaf = leaf_of(&open);
+
+    // Replace the pair (same CA so the client still trusts it): first a
+    // half-written pair, which must be refused, then the complete one.
+    let b = devcert::generate(&["localhost"], "ci-bot").unwrap();
+    std::fs::write(dir.join("server.pem"), &b.server_cert).unwrap();
+    std::fs::write(
+        dir.join("server-key.pem"),
+        "-----BEGIN PRIVATE KEY-----\ntruncated",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let still = connect(addr, client_config(&a, false, &[b"http/1.1"])).await;
+    assert_eq!(
+        leaf_of(&still),
+        first_leaf,
+        "a corrupt pair replaced the certificate"
+    );
+
+    std::fs::write(dir.join("server-key.pem"), &b.server_key).unwrap();
+    let mut swapped = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let fresh = connect(addr, client_config(&b, false, &[b"http/1.1"])).await;
+        if leaf_of(&fresh) != first_leaf {
+            swapped = true;
+            break;
+        }
+    }
+    assert!(
+        swapped,
+        "the new certificate never reached a new connection"
+    );
+
+    // The connection opened before the swap still works.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    open.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), open.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_client_certificate_authenticates_its_account() {
+    let dir = tmp_dir("mtls");
+    let pki = devcert::generate(&["localhost"], "ci-bot").unwrap();
+    pki.write(&dir).unwrap();
+    let up = spawn_upstream(Behaviour::Normal).await;
+    let text = with_tls(BASE_CONFIG, &dir, true)
+        + "\n[[accounts]]\nid = \"bot\"\nclient_cert_cn = \"ci-bot\"\nrules = [{ repos = \"org1/*\", actions = [\"pull\"] }]\n";
+    let gw = spawn_gateway(config(&text, up.addr)).await;
+    let url = format!(
+        "https://localhost:{}/org1/repo1/index.yaml",
+        gw.tls_addr.unwrap().port()
+    );
+    let (r, _) = https_get(&pki, &url, None, false, true).await;
+    assert_eq!(r.status, 200, "with the certificate");
+    let (r, _) = https_get(&pki, &url, None, false, false).await;
+    assert_eq!(r.status, 401, "without it");
+    let push = format!(
+        "https://localhost:{}/org2/repo2/index.yaml",
+        gw.tls_addr.unwrap().port()
+    );
+    let (r, _) = https_get(&pki, &push, None, false, true).await;
+    assert_eq!(r.status, 401, "outside the account's rules");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
