@@ -5,7 +5,7 @@
 //! [`GatewayError::is_client_fault`]), never to the client.
 
 use hyper::header::{
-    HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE,
+    HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use hyper::{Response, StatusCode};
 use serde_json::json;
@@ -72,6 +72,8 @@ pub enum GatewayError {
     InvalidClient,
     #[error("token endpoint takes GET or POST")]
     TokenMethod,
+    #[error("too many password checks in progress")]
+    Busy,
     #[error("upstream unreachable")]
     UpstreamUnavailable(#[source] crate::body::BoxError),
     #[error("upstream did not answer in time")]
@@ -93,6 +95,7 @@ impl GatewayError {
             GatewayError::TokenRequest { .. } => StatusCode::BAD_REQUEST,
             GatewayError::InvalidClient => StatusCode::UNAUTHORIZED,
             GatewayError::TokenMethod => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,6 +128,7 @@ impl GatewayError {
             GatewayError::TokenMethod => {
                 json!({"error": "invalid_request", "error_description": "use GET or POST"})
             }
+            GatewayError::Busy => json!({"error": "busy"}),
             GatewayError::UpstreamUnavailable(_) => json!({"error": "bad gateway"}),
             GatewayError::UpstreamTimeout => json!({"error": "gateway timeout"}),
             GatewayError::Internal(_) => json!({"error": "internal server error"}),
@@ -153,6 +157,9 @@ impl GatewayError {
             }
             GatewayError::TokenMethod => {
                 headers.insert(ALLOW, HeaderValue::from_static("GET, POST"));
+            }
+            GatewayError::Busy => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             GatewayError::PayloadTooLarge { .. } | GatewayError::BadPath(_) => {
                 // The unread rest of the body must not be parsed as a next request.
@@ -226,6 +233,7 @@ mod tests {
                 405,
                 r#"{"error":"invalid_request","error_description":"use GET or POST"}"#,
             ),
+            (GatewayError::Busy, 503, r#"{"error":"busy"}"#),
             (
                 GatewayError::UpstreamUnavailable("refused".into()),
                 502,

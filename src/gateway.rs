@@ -284,6 +284,7 @@ impl Gateway {
             Err(AuthnError::Credential(CredentialError::Duplicate)) => {
                 return Err(GatewayError::DuplicateCredentials)
             }
+            Err(AuthnError::Busy) => return Err(GatewayError::Busy),
             Err(e) => return Err(deny(AuthFailure::Authn(e))),
         };
         if self.authn.allows(&principal, &scope) {

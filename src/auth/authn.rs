@@ -64,6 +64,8 @@ pub enum AuthnError {
     Password(String),
     #[error("password check failed to run")]
     Blocking,
+    #[error("too many password checks in progress")]
+    Busy,
 }
 
 /// A credential as presented, before it is checked.
@@ -95,7 +97,14 @@ pub struct Authenticator {
     anonymous: Acl,
     options: AuthnOptions,
     remembered: Cache<[u8; 32], Arc<Account>>,
+    /// Bounds concurrent argon2 checks: each takes ~19 MiB and a core for
+    /// tens of milliseconds, and failures are never cached.
+    slow_checks: Arc<tokio::sync::Semaphore>,
 }
+
+/// How long a password check may wait for a free argon2 slot before the
+/// request is refused as busy.
+const SLOW_CHECK_WAIT: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,12 +128,14 @@ impl Authenticator {
             .max_capacity(options.cache_capacity)
             .time_to_live(options.cache_ttl)
             .build();
+        let slots = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
         Authenticator {
             verifier,
             accounts,
             anonymous,
             options,
             remembered,
+            slow_checks: Arc::new(tokio::sync::Semaphore::new(slots)),
         }
     }
 
@@ -228,12 +239,20 @@ impl Authenticator {
             }
             self.remembered.invalidate(&id);
         }
-        let verified = if self.accounts.is_slow(user) {
+        let verified = if self.accounts.has_slow_checks() {
+            let permit =
+                tokio::time::timeout(SLOW_CHECK_WAIT, self.slow_checks.clone().acquire_owned())
+                    .await
+                    .map_err(|_| AuthnError::Busy)?
+                    .map_err(|_| AuthnError::Busy)?;
             let accounts = self.accounts.clone();
             let (u, p) = (user.to_owned(), password.to_owned());
-            tokio::task::spawn_blocking(move || accounts.verify(&u, &p, now))
-                .await
-                .map_err(|_| AuthnError::Blocking)?
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                accounts.verify(&u, &p, now)
+            })
+            .await
+            .map_err(|_| AuthnError::Blocking)?
         } else {
             self.accounts.verify(user, password, now)
         };

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 
 use crate::auth::access::{AccessEntry, ScopeRequest};
 use crate::auth::account::Account;
-use crate::auth::authn::Authenticator;
+use crate::auth::authn::{Authenticator, AuthnError};
 use crate::auth::credential::{self, Credential, CredentialError};
 use crate::auth::token::unix_now;
 use crate::body::{self, Body};
@@ -124,10 +124,10 @@ impl Issuer {
         } else {
             header_credential.ok_or(GatewayError::InvalidClient)?
         };
-        let account = authn
-            .client(&credential)
-            .await
-            .map_err(|_| GatewayError::InvalidClient)?;
+        let account = authn.client(&credential).await.map_err(|e| match e {
+            AuthnError::Busy => GatewayError::Busy,
+            _ => GatewayError::InvalidClient,
+        })?;
 
         match request.grant_type.as_deref() {
             Some("client_credentials" | "password") => {}

@@ -65,8 +65,23 @@ fn builder(listen: &ListenConfig) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        // Pings find dead h2 peers that would otherwise hold a slot forever.
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
     builder
+}
+
+/// How often an idle h2 connection is pinged, and how long the answer may take.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits, bounded, for a plain connection's first byte. hyper-util's
+/// protocol detection reads before any of hyper's timers run, so without
+/// this a silent socket would hold a connection slot forever.
+async fn first_byte(stream: &TcpStream, timeout: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(tokio::time::timeout(timeout, stream.peek(&mut byte)).await, Ok(Ok(n)) if n > 0)
 }
 
 /// Everything a connection task needs, shared by the accept loops.
@@ -75,6 +90,7 @@ struct Shared {
     builder: auto::Builder<TokioExecutor>,
     graceful: GracefulShutdown,
     slots: Arc<Semaphore>,
+    first_byte_timeout: Duration,
 }
 
 /// Serves one established connection (plain or TLS) until it ends; the
@@ -118,20 +134,30 @@ async fn accept_loop(shared: &Shared, listener: TcpListener, tls: Option<(TlsAcc
         let _ = stream.set_nodelay(true);
         let watcher = shared.graceful.watcher();
         let live = shared.live.clone();
+        let builder = shared.builder.clone();
+        let first_byte_timeout = shared.first_byte_timeout;
         match &tls {
-            None => serve(
-                live,
-                &shared.builder,
-                watcher,
-                stream,
-                ConnInfo::plain(peer),
-                permit,
-            ),
+            None => {
+                tokio::spawn(async move {
+                    if first_byte(&stream, first_byte_timeout).await {
+                        let conn = ConnInfo::plain(peer);
+                        serve(live, &builder, watcher, stream, conn, permit);
+                    }
+                });
+            }
             Some((acceptor, timeout)) => {
                 let (acceptor, timeout) = (acceptor.clone(), *timeout);
-                let builder = shared.builder.clone();
                 tokio::spawn(async move {
-                    if let Some((stream, conn)) = handshake(acceptor, stream, peer, timeout).await {
+                    if let Some((stream, conn, h2)) =
+                        handshake(acceptor, stream, peer, timeout).await
+                    {
+                        // ALPN already chose the protocol: skip detection,
+                        // which reads with no timer running.
+                        let builder = if h2 {
+                            builder.http2_only()
+                        } else {
+                            builder.http1_only()
+                        };
                         serve(live, &builder, watcher, stream, conn, permit);
                     }
                 });
@@ -146,7 +172,7 @@ async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
     timeout: Duration,
-) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, ConnInfo)> {
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, ConnInfo, bool)> {
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             let (_, session) = stream.get_ref();
@@ -155,14 +181,13 @@ async fn handshake(
                 .and_then(|chain| chain.first())
                 .and_then(tls::client_common_name)
                 .map(Arc::from);
-            Some((
-                stream,
-                ConnInfo {
-                    peer,
-                    proto: "https",
-                    client_cn,
-                },
-            ))
+            let h2 = session.alpn_protocol() == Some(b"h2");
+            let conn = ConnInfo {
+                peer,
+                proto: "https",
+                client_cn,
+            };
+            Some((stream, conn, h2))
         }
         Ok(Err(e)) => {
             warn!(peer = %peer, reason = %e, "TLS handshake failed");
@@ -193,6 +218,7 @@ pub async fn run(
         builder: builder(&listen),
         graceful: GracefulShutdown::new(),
         slots: Arc::new(Semaphore::new(listen.max_connections)),
+        first_byte_timeout: listen.header_read_timeout,
     };
     let draining = admin
         .as_ref()

@@ -329,3 +329,28 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+#[tokio::test]
+async fn silent_sockets_cannot_hold_every_connection_slot() {
+    let up = spawn_upstream(Behaviour::Normal).await;
+    let text = BASE_CONFIG.replace(
+        "shutdown_grace = \"5s\"",
+        "shutdown_grace = \"5s\"\nmax_connections = 2",
+    );
+    let gw = spawn_gateway(config(&text, up.addr)).await;
+    // Two clients connect and never send a byte.
+    let mut a = TcpStream::connect(gw.addr).await.unwrap();
+    let _b = TcpStream::connect(gw.addr).await.unwrap();
+    // They are cut off after the header timeout (1s here)...
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), a.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent socket stayed open"
+    );
+    // ...so a real client gets served.
+    let r = tokio::time::timeout(Duration::from_secs(10), get(&gw.url("/health"), None))
+        .await
+        .expect("starved by silent sockets");
+    assert_eq!(r.status, 200);
+}

@@ -290,3 +290,50 @@ async fn a_verified_client_certificate_is_a_credential_of_last_resort() {
     let p = f.authn.authenticate(&h, Some("ci-bot")).await.unwrap();
     assert_eq!(p.subject(), "alice");
 }
+
+#[tokio::test(start_paused = true)]
+async fn password_checks_wait_for_a_slot_then_give_up_as_busy() {
+    let f = fixture();
+    // Every argon2 slot is taken by checks already running.
+    let slots = f.authn.slow_checks.available_permits() as u32;
+    let _held = f
+        .authn
+        .slow_checks
+        .clone()
+        .acquire_many_owned(slots)
+        .await
+        .unwrap();
+    let r = f
+        .authn
+        .authenticate(
+            &headers(&[("authorization", basic("alice", "correct horse"))]),
+            None,
+        )
+        .await;
+    assert!(matches!(r, Err(AuthnError::Busy)), "{r:?}");
+    // A remembered success needs no slot, and neither does an API key.
+    let p = f
+        .authn
+        .authenticate(
+            &headers(&[("authorization", format!("Bearer {KEY}"))]),
+            None,
+        )
+        .await;
+    assert!(p.is_ok());
+}
+
+#[test]
+fn every_failure_pays_the_same_argon2_cost() {
+    // Timing follows the path taken: a wrong API key and an unknown id must
+    // both run the argon2 decoy (a wrong password runs the real hash).
+    use std::sync::atomic::Ordering::SeqCst;
+    let f = fixture();
+    let runs = || f.authn.accounts.decoy_runs.load(SeqCst);
+    assert!(f.authn.accounts.verify("ci", "wrong", 0).is_none());
+    assert_eq!(runs(), 1);
+    assert!(f.authn.accounts.verify("nobody", "wrong", 0).is_none());
+    assert_eq!(runs(), 2);
+    assert_eq!(f.authn.accounts.verify("ci", KEY, 0).unwrap().id, "ci");
+    assert!(f.authn.accounts.verify("alice", "wrong", 0).is_none());
+    assert_eq!(runs(), 2, "a real password hash ran instead");
+}
