@@ -401,6 +401,11 @@ impl RawConfig {
             "auth.token_cache_capacity must be at least 1"
         );
         ensure!(
+            a.leeway <= Duration::from_secs(300),
+            "auth.leeway must be at most 5m, got {:?}",
+            a.leeway
+        );
+        ensure!(
             !a.key_refresh.is_zero(),
             "auth.key_refresh must be more than zero"
         );

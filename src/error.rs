@@ -53,7 +53,7 @@ impl OAuthCode {
 pub enum GatewayError {
     #[error("non-canonical path: {0}")]
     BadPath(#[from] PathError),
-    #[error("more than one Host header")]
+    #[error("missing, repeated or malformed Host or request target")]
     DuplicateHost,
     #[error("more than one Authorization header")]
     DuplicateCredentials,

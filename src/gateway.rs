@@ -201,7 +201,7 @@ impl Gateway {
         conn: ConnInfo,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, Refusal> {
-        if req.uri().path() == self.token_path && req.headers().get_all(HOST).iter().count() <= 1 {
+        if req.uri().path() == self.token_path && check_target(&req).is_ok() {
             let (subject, response) = self.issuer.handle(req, &self.authn).await?;
             tracing::Span::current().record("sub", subject.as_str());
             return Ok(response);
@@ -251,9 +251,7 @@ impl Gateway {
         req: &Request<Incoming>,
         conn: &ConnInfo,
     ) -> Result<Principal, GatewayError> {
-        if req.headers().get_all(HOST).iter().count() > 1 {
-            return Err(GatewayError::DuplicateHost);
-        }
+        check_target(req)?;
         path::check(req.uri().path())?;
         let resolved = self
             .routes
@@ -297,6 +295,25 @@ impl Gateway {
             }))
         }
     }
+}
+
+/// Framing rules for the request target (RFC 9112 §3.2): an HTTP/1.1
+/// request carries exactly one `Host`; HTTP/2 may carry none (it has
+/// `:authority`); none may carry more than one; and no target may carry
+/// userinfo, which would otherwise end up in `X-Forwarded-Host`.
+fn check_target(req: &Request<Incoming>) -> Result<(), GatewayError> {
+    let hosts = req.headers().get_all(HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && req.version() == hyper::Version::HTTP_11) {
+        return Err(GatewayError::DuplicateHost);
+    }
+    if req
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Err(GatewayError::DuplicateHost);
+    }
+    Ok(())
 }
 
 /// The request's id: the client's `X-Request-Id` when it is short and

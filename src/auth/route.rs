@@ -211,6 +211,12 @@ impl Routes {
     /// Matches `method` and a canonical `path` the way ChartMuseum does.
     /// `None` means ChartMuseum would answer 404, so the request is denied.
     pub fn resolve(&self, method: &Method, path: &str) -> Option<Resolved<'_>> {
+        // ChartMuseum serves `/metrics` (ignoring the context path) and
+        // `/static…` outside this table, with rules of their own; the gateway
+        // has no row for them, so it refuses them rather than guess.
+        if path == "/metrics" {
+            return None;
+        }
         let url = match &self.context_path {
             None => path,
             Some(ctx) if path == ctx => "/",
@@ -225,6 +231,9 @@ impl Routes {
             }
         };
 
+        if url.starts_with("/static") {
+            return None;
+        }
         // Upstream answers `/health` before trying repository prefixes, so a
         // depth-1 `/health` is never read as the welcome page of repo "health".
         if url == "/health" && method == Method::GET {

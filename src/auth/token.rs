@@ -91,11 +91,13 @@ impl VerifyPolicy {
     }
 }
 
-/// A verified token, remembered until `valid_until` (unix seconds).
+/// A verified token, remembered until `valid_until` (unix seconds,
+/// exclusive) and only while its key is still trusted.
 #[derive(Debug)]
 struct Verdict {
     claims: Arc<Claims>,
     valid_until: u64,
+    kid: String,
 }
 
 /// Expires each cached verdict when its token does.
@@ -174,12 +176,16 @@ impl Verifier {
             .try_into()
             .unwrap_or([0; 32]);
         if let Some(verdict) = self.verdicts.get(&id) {
-            return if now <= verdict.valid_until {
-                Ok(verdict.claims.clone())
-            } else {
+            if now >= verdict.valid_until {
                 self.verdicts.invalidate(&id);
-                Err(TokenError::Expired)
-            };
+                return Err(TokenError::Expired);
+            }
+            // A key removed from the trusted set takes its tokens with it.
+            if self.keys.get(&verdict.kid).is_none() {
+                self.verdicts.invalidate(&id);
+                return Err(TokenError::UnknownKey);
+            }
+            return Ok(verdict.claims.clone());
         }
 
         let header = jsonwebtoken::decode_header(token).map_err(TokenError::Header)?;
@@ -195,8 +201,10 @@ impl Verifier {
         if claims.iat.is_some_and(|iat| iat > now + self.policy.leeway) {
             return Err(TokenError::IssuedInFuture);
         }
+        // ChartMuseum's rule is `now < exp`; jsonwebtoken also accepts
+        // `now == exp + leeway`, so the strict check is ours.
         let valid_until = claims.exp.saturating_add(self.policy.leeway);
-        if now > valid_until {
+        if now >= valid_until {
             return Err(TokenError::Expired);
         }
         let claims = Arc::new(claims);
@@ -205,6 +213,7 @@ impl Verifier {
             Arc::new(Verdict {
                 claims: claims.clone(),
                 valid_until,
+                kid: kid.to_owned(),
             }),
         );
         Ok(claims)

@@ -83,10 +83,11 @@ pub fn prepare_request(
     request_id: &HeaderValue,
 ) {
     strip_hop_by_hop(headers);
-    let original_host = headers
-        .get(HOST)
-        .cloned()
-        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a).ok()));
+    // An absolute-form target's authority wins over Host (RFC 9112 §3.2.2);
+    // HTTP/2 sends only the authority.
+    let original_host = authority
+        .and_then(|a| HeaderValue::from_str(a).ok())
+        .or_else(|| headers.get(HOST).cloned());
     headers.remove(HOST);
     let owned: Vec<HeaderName> = headers
         .keys()

@@ -354,3 +354,32 @@ async fn silent_sockets_cannot_hold_every_connection_slot() {
         .expect("starved by silent sockets");
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn request_targets_need_one_host_and_no_userinfo() {
+    let (up, gw) = setup().await;
+    let cases = [
+        ("GET /health HTTP/1.1\r\n\r\n", "400"),
+        ("GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"),
+        (
+            "GET http://alice:hunter2@gw.example/health HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+            "400",
+        ),
+        (
+            "GET http://gw.example/health HTTP/1.1\r\nHost: other.example\r\n\r\n",
+            "200",
+        ),
+    ];
+    for (request, status) in cases {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let reply = read_response(&mut s).await;
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request:?}: {reply}"
+        );
+    }
+    // The absolute-form authority wins over Host (RFC 9112 §3.2.2).
+    assert_eq!(up.hits(), 1);
+    assert_eq!(up.last().headers["x-forwarded-host"], "gw.example");
+}

@@ -118,13 +118,9 @@ fn every_route_at_depth_two() {
         (Method::POST, "/org1/repo1/index.yaml", None),
         (Method::GET, "/metrics", None),
         (Method::GET, "/artifacthub-repo.yml", None),
-        // No /static route without --web-template-path: the welcome page of
-        // a repository named "static/x.css", as upstream would have it.
-        (
-            Method::GET,
-            "/static/x.css",
-            Some((Welcome, Some(("static/x.css", Pull)))),
-        ),
+        // ChartMuseum routes /static and /metrics outside its table: refused.
+        (Method::GET, "/static/x.css", None),
+        (Method::GET, "/staticfoo/index.yaml", None),
         (Method::GET, "/index.yaml", None),
         (Method::GET, "/org1/repo1/charts", None),
         (Method::GET, "/org1/repo1/x/index.yaml", None),
@@ -198,6 +194,14 @@ fn depth_zero_uses_the_default_namespace() {
         Some((ApiChart, Some(("repo", Pull)))),
     );
     check(&r, Method::GET, "/org1/index.yaml", None);
+}
+
+#[test]
+fn metrics_is_refused_at_every_depth() {
+    for depth in 0..=3 {
+        check(&routes(depth, None), Method::GET, "/metrics", None);
+    }
+    check(&routes(1, Some("/cm")), Method::GET, "/metrics", None);
 }
 
 #[test]

@@ -97,10 +97,11 @@ fn a_cached_verdict_never_outlives_exp() {
         .unwrap();
     assert!(v.verify_at(&minted.token, now).is_ok());
     // Still cached, inside exp + leeway.
-    assert!(v.verify_at(&minted.token, now + 65).is_ok());
-    // Past exp + leeway the cached verdict is refused, then forgotten.
+    assert!(v.verify_at(&minted.token, now + 64).is_ok());
+    // At exp + leeway (ChartMuseum: valid while now < exp) the cached
+    // verdict is refused, then forgotten.
     assert!(matches!(
-        v.verify_at(&minted.token, now + 66),
+        v.verify_at(&minted.token, now + 65),
         Err(TokenError::Expired)
     ));
     assert!(
@@ -225,4 +226,57 @@ fn malformed_and_oversized_tokens_are_refused() {
     }
     let huge = "a".repeat(MAX_TOKEN_LEN + 1);
     assert!(matches!(v.verify(&huge), Err(TokenError::TooLong)));
+}
+
+#[test]
+fn a_token_is_refused_at_exactly_exp() {
+    let now = unix_now();
+    let v = verifier(0);
+    let mut claims = good_claims(now);
+    claims["exp"] = json!(now);
+    assert!(matches!(
+        v.verify_at(&sign_raw(&good_header(), &claims), now),
+        Err(_)
+    ));
+    claims["exp"] = json!(now + 1);
+    assert!(v.verify_at(&sign_raw(&good_header(), &claims), now).is_ok());
+}
+
+#[test]
+fn a_cached_verdict_dies_with_its_key() {
+    use crate::auth::key::generate_rsa_pem;
+    use crate::auth::keyset::KeyFile;
+    let dir = std::env::temp_dir().join(format!("chartgate-verdict-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("trusted.pub.pem");
+    let (private, public) = generate_rsa_pem().unwrap();
+    std::fs::write(&file, &public).unwrap();
+    let policy = VerifyPolicy {
+        issuer: ISS.into(),
+        audience: AUD.into(),
+        leeway: 0,
+        cache_capacity: 10,
+    };
+    let keys = KeySet::new(
+        [],
+        vec![KeyFile {
+            path: file.clone(),
+            algorithm: Algorithm::RS256,
+        }],
+        Duration::from_millis(1),
+        policy.validation(),
+    )
+    .unwrap();
+    let v = Verifier::new(keys, policy);
+    let key = SigningKey::from_pem(private.as_bytes(), Algorithm::RS256).unwrap();
+    let token = Minter::new(key, ISS.into(), AUD.into(), Duration::from_secs(300))
+        .mint("ci", pull("org1/repo1"), unix_now(), None)
+        .unwrap()
+        .token;
+    assert!(v.verify(&token).is_ok());
+    // The operator replaces the trusted key; the cached verdict must not survive.
+    std::fs::write(&file, generate_rsa_pem().unwrap().1).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(matches!(v.verify(&token), Err(TokenError::UnknownKey)));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
