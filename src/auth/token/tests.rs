@@ -234,10 +234,9 @@ fn a_token_is_refused_at_exactly_exp() {
     let v = verifier(0);
     let mut claims = good_claims(now);
     claims["exp"] = json!(now);
-    assert!(matches!(
-        v.verify_at(&sign_raw(&good_header(), &claims), now),
-        Err(_)
-    ));
+    assert!(v
+        .verify_at(&sign_raw(&good_header(), &claims), now)
+        .is_err());
     claims["exp"] = json!(now + 1);
     assert!(v.verify_at(&sign_raw(&good_header(), &claims), now).is_ok());
 }
