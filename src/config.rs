@@ -64,6 +64,8 @@ pub struct UpstreamConfig {
     /// TLS settings for an `https://` upstream (unused, with no trusted
     /// roots, for `http://`).
     pub tls: Arc<rustls::ClientConfig>,
+    /// `Authorization` value injected into every upstream request.
+    pub authorization: Option<hyper::header::HeaderValue>,
 }
 
 /// What the challenge announces and the verifier requires.
@@ -333,6 +335,27 @@ impl RawConfig {
             u.url
         );
         let upstream_tls = upstream_tls(&u, base_uri.scheme_str() == Some("https"), base)?;
+        let upstream_authorization = match (&u.basic_auth_user, &u.basic_auth_password) {
+            (None, None) => None,
+            (Some(user), Some(password)) => {
+                ensure!(
+                    !user.is_empty() && !user.contains(':'),
+                    "upstream.basic_auth_user must be non-empty and hold no ':'"
+                );
+                let password = password.resolve("upstream.basic_auth_password", base, env)?;
+                let password = String::from_utf8(password)
+                    .context("upstream.basic_auth_password is not UTF-8")?;
+                let token = base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("{user}:{}", password.trim_end_matches(['\r', '\n'])),
+                );
+                let mut value = hyper::header::HeaderValue::from_str(&format!("Basic {token}"))
+                    .context("upstream.basic_auth_password")?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            _ => bail!("upstream.basic_auth_user and upstream.basic_auth_password go together"),
+        };
         ensure!(
             base_uri.authority().is_some(),
             "upstream.url has no host: {:?}",
@@ -502,6 +525,7 @@ impl RawConfig {
                 timeout: u.timeout,
                 max_upload_bytes: u.max_upload_bytes,
                 tls: upstream_tls,
+                authorization: upstream_authorization,
             },
             routes,
             auth,

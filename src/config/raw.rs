@@ -67,6 +67,11 @@ pub struct RawUpstream {
     pub timeout: Duration,
     #[serde(default = "defaults::max_upload_bytes")]
     pub max_upload_bytes: u64,
+    /// Basic credentials chartgate presents to ChartMuseum (its
+    /// `--basic-auth-user/--basic-auth-pass`), for an upstream reachable by
+    /// others; clients never see them.
+    pub basic_auth_user: Option<String>,
+    pub basic_auth_password: Option<RawSecret>,
     /// CA bundle for an `https://` upstream (default: the Mozilla roots).
     pub ca_file: Option<PathBuf>,
     /// Client certificate and key presented to an `https://` upstream.

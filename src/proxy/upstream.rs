@@ -34,6 +34,7 @@ pub struct Upstream {
     timeout: Duration,
     max_upload_bytes: u64,
     health: Uri,
+    authorization: Option<hyper::header::HeaderValue>,
 }
 
 /// How long a readiness probe waits for ChartMuseum's `/health`.
@@ -46,6 +47,8 @@ impl Upstream {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(config.connect_timeout));
         http.set_nodelay(true);
+        // The TLS layer above handles https://; let the TCP layer accept it.
+        http.enforce_http(false);
         // HTTP/1.1 only upstream: ChartMuseum speaks it, and SNI comes from
         // the upstream URL's host.
         let connector = HttpsConnectorBuilder::new()
@@ -68,6 +71,7 @@ impl Upstream {
             timeout: config.timeout,
             max_upload_bytes: config.max_upload_bytes,
             health: Uri::from_parts(health).unwrap_or_else(|_| config.base.clone()),
+            authorization: config.authorization.clone(),
         }
     }
 
@@ -119,6 +123,13 @@ impl Upstream {
         parts.uri = uri;
         // The pool speaks HTTP/1.1 to ChartMuseum whatever the client spoke.
         parts.version = Version::HTTP_11;
+        // The gateway's own upstream credential, if any; the client's was
+        // removed with the other credentials before this point.
+        if let Some(auth) = &self.authorization {
+            parts
+                .headers
+                .insert(hyper::header::AUTHORIZATION, auth.clone());
+        }
         let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
         let body = Limited::new(body, limit_usize).boxed();
         let outbound = Request::from_parts(parts, body);

@@ -255,3 +255,119 @@ async fn a_client_certificate_authenticates_its_account() {
     assert_eq!(r.status, 401, "outside the account's rules");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// What a TLS upstream saw: SNI, client certificate CN, Authorization.
+#[derive(Debug, Default, Clone)]
+struct UpstreamTlsSeen {
+    sni: Option<String>,
+    client_cn: Option<String>,
+    authorization: Option<String>,
+}
+
+/// An HTTPS upstream (cert for `localhost`) that requires a client
+/// certificate from `pki`'s CA and records what it saw.
+async fn spawn_tls_upstream(
+    pki: &DevPki,
+) -> (
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<Vec<UpstreamTlsSeen>>>,
+) {
+    let dir = tmp_dir("upstream-certs");
+    pki.write(&dir).unwrap();
+    let store = Arc::new(
+        chartgate::server::tls::CertStore::load(dir.join("server.pem"), dir.join("server-key.pem"))
+            .unwrap(),
+    );
+    let config = chartgate::server::tls::server_config(store, Some(&dir.join("ca.pem"))).unwrap();
+    let mut config = (*config).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Arc<std::sync::Mutex<Vec<UpstreamTlsSeen>>> = Arc::default();
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, seen) = (acceptor.clone(), seen2.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let (_, session) = tls.get_ref();
+                let base = UpstreamTlsSeen {
+                    sni: session.server_name().map(str::to_owned),
+                    client_cn: session
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(chartgate::server::tls::client_common_name),
+                    authorization: None,
+                };
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let mut s = base.clone();
+                    s.authorization = req
+                        .headers()
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    seen.lock().unwrap().push(s);
+                    async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(Bytes::from_static(b"ok")),
+                        ))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn an_https_upstream_gets_sni_a_client_certificate_and_the_gateways_credential() {
+    let pki = devcert::generate(&["localhost"], "chartgate-gw").unwrap();
+    let dir = tmp_dir("upstream-client");
+    pki.write(&dir).unwrap();
+    let (addr, seen) = spawn_tls_upstream(&pki).await;
+    let text = BASE_CONFIG.replace(
+        "url = \"http://UPSTREAM\"",
+        &format!(
+            "url = \"https://localhost:{}\"\nca_file = \"{d}/ca.pem\"\nclient_cert = \"{d}/client.pem\"\nclient_key = \"{d}/client-key.pem\"\nbasic_auth_user = \"gate\"\nbasic_auth_password = {{ env = \"MASTER\" }}",
+            addr.port(),
+            d = dir.display()
+        ),
+    );
+    let gw = spawn_gateway(config(&text, addr)).await;
+    let r = get(
+        &gw.url("/org1/repo1/index.yaml"),
+        Some(&format!("Bearer {MASTER_KEY}")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(s.sni.as_deref(), Some("localhost"));
+    assert_eq!(s.client_cn.as_deref(), Some("chartgate-gw"));
+    let expected = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("gate:{MASTER_KEY}")
+        )
+    );
+    assert_eq!(
+        s.authorization.as_deref(),
+        Some(expected.as_str()),
+        "the client's token must not be relayed"
+    );
+
+    // Without the CA, the upstream's certificate is not trusted: 502.
+    let untrusting = text.replace(&format!("ca_file = \"{}/ca.pem\"\n", dir.display()), "");
+    let gw = spawn_gateway(config(&untrusting, addr)).await;
+    let r = get(&gw.url("/health"), None).await;
+    assert_eq!(r.status, 502);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
