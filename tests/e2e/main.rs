@@ -9,3 +9,4 @@ mod common;
 mod clients;
 mod helm;
 mod standin;
+mod tls;

@@ -243,6 +243,7 @@ pub fn config(text: &str, upstream: SocketAddr) -> Config {
     Config::from_toml_str(&text, Path::new("."), &|name| match name {
         "KEY" => Some(signing_pem().0.clone()),
         "MASTER" => Some(MASTER_KEY.to_owned()),
+        "OLD" => Some(OLD_KEY.to_owned()),
         _ => None,
     })
     .unwrap()

@@ -1,0 +1,227 @@
+//! The real clients over TLS: Helm 3 and 4 (`repo add --ca-file`, update,
+//! pull), helm-push over TLS, curl negotiating HTTP/2, a client certificate
+//! as the credential, and TLS 1.1 refused (openssl).
+
+use std::process::Command;
+use std::sync::Arc;
+
+use chartgate::server::devcert;
+
+use crate::common::*;
+use crate::helm::{tool, Helm};
+use crate::standin;
+
+/// Runs a command; returns (success, stdout + stderr).
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_helm_push_curl_and_openssl_over_tls() {
+    let work = std::env::temp_dir().join(format!("chartgate-e2e-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let certs = work.join("certs");
+    let pki = devcert::generate(&["localhost", "127.0.0.1"], "ci-bot").unwrap();
+    pki.write(&certs).unwrap();
+    let upstream = standin::spawn(work.join("storage"), tool("helm3")).await;
+    let mut text = accounts_config();
+    let tls = format!(
+        "\n[tls]\naddr = \"127.0.0.1:0\"\ncert = \"{c}/server.pem\"\nkey = \"{c}/server-key.pem\"\nclient_ca = \"{c}/ca.pem\"\n\n",
+        c = certs.display()
+    );
+    let at = text.find("[[accounts]]").unwrap();
+    text.insert_str(at, &tls);
+    text.push_str("\n[[accounts]]\nid = \"bot\"\nclient_cert_cn = \"ci-bot\"\nrules = [{ repos = \"org1/*\", actions = [\"pull\"] }]\n");
+    let gw = spawn_gateway(config(&text, upstream.addr)).await;
+    let base = format!("https://127.0.0.1:{}", gw.tls_addr.unwrap().port());
+    let ca = certs.join("ca.pem");
+
+    // Helm 3 and Helm 4, each with helm-push, over TLS.
+    for major in [3u8, 4] {
+        let helm = Arc::new(Helm::new(major, work.join(format!("helm{major}"))));
+        let (b, ca) = (base.clone(), ca.clone());
+        let h = helm.clone();
+        tokio::task::spawn_blocking(move || {
+            let helm = h;
+            let src = helm.home().join("src");
+            std::fs::create_dir_all(&src).unwrap();
+            let chart = src.join("tlschart");
+            helm.ok(&["create", chart.to_str().unwrap()], &[]);
+            let version = format!("{major}.0.0");
+            helm.ok(
+                &[
+                    "package",
+                    chart.to_str().unwrap(),
+                    "--version",
+                    &version,
+                    "-d",
+                    src.to_str().unwrap(),
+                ],
+                &[],
+            );
+            let tgz = src.join(format!("tlschart-{version}.tgz"));
+            let repo = format!("{b}/org1/repo1");
+            let ca = ca.to_str().unwrap();
+            helm.ok(
+                &[
+                    "cm-push",
+                    tgz.to_str().unwrap(),
+                    &repo,
+                    "--ca-file",
+                    ca,
+                    "--username",
+                    "alice",
+                    "--password",
+                    ALICE_PASSWORD,
+                ],
+                &[],
+            );
+            helm.ok(
+                &[
+                    "repo",
+                    "add",
+                    "tls",
+                    &repo,
+                    "--ca-file",
+                    ca,
+                    "--username",
+                    "alice",
+                    "--password",
+                    ALICE_PASSWORD,
+                ],
+                &[],
+            );
+            helm.ok(&["repo", "update"], &[]);
+            let out = helm.home().join("pulled");
+            std::fs::create_dir_all(&out).unwrap();
+            helm.ok(
+                &[
+                    "pull",
+                    "tls/tlschart",
+                    "--version",
+                    &version,
+                    "-d",
+                    out.to_str().unwrap(),
+                ],
+                &[],
+            );
+            assert!(out.join(format!("tlschart-{version}.tgz")).exists());
+            // Without the CA, Helm refuses the certificate.
+            let e = helm.fails(
+                &[
+                    "repo",
+                    "add",
+                    "untrusted",
+                    &repo,
+                    "--username",
+                    "alice",
+                    "--password",
+                    ALICE_PASSWORD,
+                ],
+                &[],
+            );
+            assert!(e.contains("certificate"), "{e}");
+        })
+        .await
+        .unwrap();
+    }
+
+    let url = format!("{base}/org1/repo1/index.yaml");
+    let ca = ca.to_str().unwrap();
+    let alice = format!("alice:{ALICE_PASSWORD}");
+    // curl negotiates HTTP/2 through ALPN.
+    let (ok, out) = run(Command::new("curl").args([
+        "-sS",
+        "--http2",
+        "--cacert",
+        ca,
+        "-u",
+        &alice,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        &url,
+    ]));
+    assert!(ok && out.trim() == "2 200", "{out}");
+    let (ok, out) = run(Command::new("curl").args([
+        "-sS",
+        "--http1.1",
+        "--cacert",
+        ca,
+        "-u",
+        &alice,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        &url,
+    ]));
+    assert!(ok && out.trim() == "1.1 200", "{out}");
+
+    // A client certificate is the credential; without it, 401.
+    let cert = certs.join("client.pem");
+    let key = certs.join("client-key.pem");
+    let (ok, out) = run(Command::new("curl").args([
+        "-sS",
+        "--cacert",
+        ca,
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &url,
+    ]));
+    assert!(ok && out.trim() == "200", "{out}");
+    let (ok, out) = run(Command::new("curl").args([
+        "-sS",
+        "--cacert",
+        ca,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &url,
+    ]));
+    assert!(ok && out.trim() == "401", "{out}");
+
+    // TLS 1.1 is refused; TLS 1.2 and 1.3 are served.
+    let connect = format!("127.0.0.1:{}", gw.tls_addr.unwrap().port());
+    for (flag, accepted) in [("-tls1_1", false), ("-tls1_2", true), ("-tls1_3", true)] {
+        let (ok, out) = run(Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &connect,
+                flag,
+                "-cipher",
+                "DEFAULT@SECLEVEL=0",
+                "-CAfile",
+                ca,
+            ])
+            .stdin(std::process::Stdio::null()));
+        assert_eq!(ok, accepted, "openssl {flag}: {out}");
+        if accepted {
+            assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+        } else {
+            // The server's refusal (an alert to a TLS 1.1 ClientHello the
+            // client did send), not the client's own configuration.
+            assert!(
+                out.contains("Protocol  : TLSv1.1") && out.contains("SSL alert number"),
+                "{out}"
+            );
+        }
+    }
+    assert!(!upstream.saw_credentials());
+    std::fs::remove_dir_all(&work).unwrap();
+}
