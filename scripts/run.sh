@@ -19,6 +19,7 @@ cargo build --release --locked
 gate=$root/target/release/chartgate
 
 [ -f certs/dev/signing-key.pem ] || "$gate" keygen --out certs/dev
+[ -f certs/dev/server.pem ] || "$gate" dev-certs --out certs/dev
 
 if [ -z "${CHARTGATE_MASTER_KEY:-}" ]; then
     CHARTGATE_MASTER_KEY=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
@@ -36,7 +37,8 @@ trap 'kill $cm 2>/dev/null; wait $cm 2>/dev/null' EXIT
 cat <<TXT
 
 ChartMuseum (no auth, 127.0.0.1:8081) logs to .run/chartmuseum.log.
-chartgate listens on http://localhost:8080 (admin: http://127.0.0.1:9090/readyz).
+chartgate listens on http://localhost:8080 and https://localhost:8443
+(CA: certs/dev/ca.pem; admin: http://127.0.0.1:9090/readyz).
 
 Try the walkthrough in another shell:
 
@@ -50,6 +52,9 @@ Try the walkthrough in another shell:
   # 3. push a chart, then read the index
   curl -s -H "Authorization: Bearer \$TOKEN" --data-binary @mychart-0.1.0.tgz http://localhost:8080/api/org1/repo1/charts
   curl -s -H "Authorization: Bearer \$TOKEN" http://localhost:8080/org1/repo1/index.yaml
+  # 4. the same over TLS, with Helm
+  helm repo add org1 https://localhost:8443/org1/repo1 --ca-file certs/dev/ca.pem \\
+    --username master --password "\$CHARTGATE_MASTER_KEY"
 
 TXT
 "$gate" serve --config config/chartgate.toml

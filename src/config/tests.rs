@@ -60,6 +60,11 @@ fn good_config_gets_defaults() {
 fn the_shipped_sample_parses() {
     let sample = include_str!("../../config/chartgate.toml");
     assert!(sample.contains("CHARTGATE_MASTER_KEY"));
+    let dir = std::env::temp_dir().join(format!("chartgate-sample-{}", std::process::id()));
+    crate::server::devcert::generate(&["localhost"], "dev-client").unwrap().write(&dir).unwrap();
+    let sample = sample
+        .replace("../certs/dev/server.pem", &dir.join("server.pem").display().to_string())
+        .replace("../certs/dev/server-key.pem", &dir.join("server-key.pem").display().to_string());
     let c = load(
         &sample
             .replace(
@@ -73,6 +78,8 @@ fn the_shipped_sample_parses() {
     assert_eq!(c.listen.addr.unwrap().to_string(), "127.0.0.1:8080");
     assert_eq!(c.auth.realm, "http://localhost:8080/oauth/token");
     assert_eq!(c.routes.depth, 2);
+    assert_eq!(c.tls.unwrap().addr.to_string(), "127.0.0.1:8443");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Each mutation of the good config must fail with a message naming `key`.
