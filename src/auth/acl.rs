@@ -119,20 +119,22 @@ impl Acl {
     }
 }
 
+/// Builds an ACL from `(pattern, actions)` pairs (tests only).
+#[cfg(test)]
+pub(crate) fn acl(rules: &[(&str, &[&str])]) -> Acl {
+    let raw: Vec<RawRule> = rules
+        .iter()
+        .map(|(p, a)| RawRule {
+            repos: p.to_string(),
+            actions: a.iter().map(|s| s.to_string()).collect(),
+        })
+        .collect();
+    Acl::compile(&raw, "rules").unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn acl(rules: &[(&str, &[&str])]) -> Acl {
-        let raw: Vec<RawRule> = rules
-            .iter()
-            .map(|(p, a)| RawRule {
-                repos: p.to_string(),
-                actions: a.iter().map(|s| s.to_string()).collect(),
-            })
-            .collect();
-        Acl::compile(&raw, "rules").unwrap()
-    }
 
     #[test]
     fn star_stops_at_slash() {

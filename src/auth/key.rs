@@ -59,16 +59,10 @@ pub fn parse_algorithm(name: &str) -> anyhow::Result<Algorithm> {
     let alg: Algorithm = name
         .parse()
         .with_context(|| format!("unknown algorithm {name:?}"))?;
-    match alg {
-        Algorithm::RS256
-        | Algorithm::RS384
-        | Algorithm::RS512
-        | Algorithm::PS256
-        | Algorithm::PS384
-        | Algorithm::PS512
-        | Algorithm::ES256
-        | Algorithm::ES384 => Ok(alg),
-        other => bail!("algorithm {other:?} is not supported; use RS256, PS256 or ES256"),
+    if is_rsa(alg) || matches!(alg, Algorithm::ES256 | Algorithm::ES384) {
+        Ok(alg)
+    } else {
+        bail!("algorithm {alg:?} is not supported; use RS256, PS256 or ES256")
     }
 }
 

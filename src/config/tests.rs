@@ -61,10 +61,19 @@ fn the_shipped_sample_parses() {
     let sample = include_str!("../../config/chartgate.toml");
     assert!(sample.contains("CHARTGATE_MASTER_KEY"));
     let dir = std::env::temp_dir().join(format!("chartgate-sample-{}", std::process::id()));
-    crate::server::devcert::generate(&["localhost"], "dev-client").unwrap().write(&dir).unwrap();
+    crate::server::devcert::generate(&["localhost"], "dev-client")
+        .unwrap()
+        .write(&dir)
+        .unwrap();
     let sample = sample
-        .replace("../certs/dev/server.pem", &dir.join("server.pem").display().to_string())
-        .replace("../certs/dev/server-key.pem", &dir.join("server-key.pem").display().to_string());
+        .replace(
+            "../certs/dev/server.pem",
+            &dir.join("server.pem").display().to_string(),
+        )
+        .replace(
+            "../certs/dev/server-key.pem",
+            &dir.join("server-key.pem").display().to_string(),
+        );
     let c = load(
         &sample
             .replace(

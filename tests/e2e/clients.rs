@@ -151,31 +151,9 @@ async fn scenario(major: u8) {
         for v in ["0.1.0", "0.2.0", "0.3.0"] {
             assert!(found.contains(v), "helm search lacks {v}:\n{found}");
         }
-        let out = helm.home().join("pulled");
-        std::fs::create_dir_all(&out).unwrap();
-        helm.ok(
-            &[
-                "pull",
-                "org1/mychart",
-                "--version",
-                "0.1.0",
-                "-d",
-                out.to_str().unwrap(),
-            ],
-            &[],
-        );
-        assert_same(
-            &out.join("mychart-0.1.0.tgz"),
-            &stored.join("mychart-0.1.0.tgz"),
-        );
-        let shown = helm.ok(
-            &[
-                "show",
-                "chart",
-                out.join("mychart-0.1.0.tgz").to_str().unwrap(),
-            ],
-            &[],
-        );
+        let pulled = helm.pull("org1/mychart", "0.1.0", "pulled", &[]);
+        assert_same(&pulled, &stored.join("mychart-0.1.0.tgz"));
+        let shown = helm.ok(&["show", "chart", pulled.to_str().unwrap()], &[]);
         assert!(
             shown.contains("name: mychart") && shown.contains("version: 0.1.0"),
             "{shown}"
@@ -195,23 +173,8 @@ async fn scenario(major: u8) {
             ],
             &[],
         );
-        let out = helm.home().join("pulled-tok");
-        std::fs::create_dir_all(&out).unwrap();
-        helm.ok(
-            &[
-                "pull",
-                "tok/mychart",
-                "--version",
-                "0.2.0",
-                "-d",
-                out.to_str().unwrap(),
-            ],
-            &[],
-        );
-        assert_same(
-            &out.join("mychart-0.2.0.tgz"),
-            &stored.join("mychart-0.2.0.tgz"),
-        );
+        let pulled = helm.pull("tok/mychart", "0.2.0", "pulled-tok", &[]);
+        assert_same(&pulled, &stored.join("mychart-0.2.0.tgz"));
 
         // cm:// downloads through the helm-push getter, token in the env.
         let cm = r1.replace("http://", "cm://");
@@ -220,23 +183,8 @@ async fn scenario(major: u8) {
             ("HELM_REPO_USE_HTTP", "true"),
         ];
         helm.ok(&["repo", "add", "cmrepo", &cm], &env);
-        let out = helm.home().join("pulled-cm");
-        std::fs::create_dir_all(&out).unwrap();
-        helm.ok(
-            &[
-                "pull",
-                "cmrepo/mychart",
-                "--version",
-                "0.3.0",
-                "-d",
-                out.to_str().unwrap(),
-            ],
-            &env,
-        );
-        assert_same(
-            &out.join("mychart-0.3.0.tgz"),
-            &stored.join("mychart-0.3.0.tgz"),
-        );
+        let pulled = helm.pull("cmrepo/mychart", "0.3.0", "pulled-cm", &env);
+        assert_same(&pulled, &stored.join("mychart-0.3.0.tgz"));
 
         // An anonymous-pull repository, no credentials at all.
         helm.ok(&["repo", "add", "pub", &format!("{b}/public/charts")], &[]);

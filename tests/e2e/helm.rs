@@ -134,6 +134,26 @@ impl Helm {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `helm pull CHART --version V` into a fresh directory named `into`;
+    /// returns the downloaded file.
+    pub fn pull(&self, chart: &str, version: &str, into: &str, env: &[(&str, &str)]) -> PathBuf {
+        let out = self.home.join(into);
+        std::fs::create_dir_all(&out).unwrap();
+        self.ok(
+            &[
+                "pull",
+                chart,
+                "--version",
+                version,
+                "-d",
+                out.to_str().unwrap(),
+            ],
+            env,
+        );
+        let name = chart.rsplit('/').next().unwrap();
+        out.join(format!("{name}-{version}.tgz"))
+    }
+
     /// Runs and asserts failure; returns stdout and stderr together.
     pub fn fails(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         let out = self.run(args, env);

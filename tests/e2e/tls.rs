@@ -98,20 +98,8 @@ async fn helm_helm_push_curl_and_openssl_over_tls() {
                 &[],
             );
             helm.ok(&["repo", "update"], &[]);
-            let out = helm.home().join("pulled");
-            std::fs::create_dir_all(&out).unwrap();
-            helm.ok(
-                &[
-                    "pull",
-                    "tls/tlschart",
-                    "--version",
-                    &version,
-                    "-d",
-                    out.to_str().unwrap(),
-                ],
-                &[],
-            );
-            assert!(out.join(format!("tlschart-{version}.tgz")).exists());
+            let pulled = helm.pull("tls/tlschart", &version, "pulled", &[]);
+            assert!(pulled.exists());
             // Without the CA, Helm refuses the certificate.
             let e = helm.fails(
                 &[
@@ -135,64 +123,34 @@ async fn helm_helm_push_curl_and_openssl_over_tls() {
     let url = format!("{base}/org1/repo1/index.yaml");
     let ca = ca.to_str().unwrap();
     let alice = format!("alice:{ALICE_PASSWORD}");
-    // curl negotiates HTTP/2 through ALPN.
-    let (ok, out) = run(Command::new("curl").args([
-        "-sS",
-        "--http2",
-        "--cacert",
-        ca,
-        "-u",
-        &alice,
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_version} %{http_code}",
-        &url,
-    ]));
+    // `curl -sS --cacert CA <args> -o /dev/null -w FORMAT URL`: (ok, output).
+    let curl = |args: &[&str], format: &str| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--cacert", ca])
+            .args(args)
+            .args(["-o", "/dev/null", "-w", format, &url]);
+        run(&mut cmd)
+    };
+    // curl negotiates HTTP/2 through ALPN, or HTTP/1.1 when told to.
+    let (ok, out) = curl(&["--http2", "-u", &alice], "%{http_version} %{http_code}");
     assert!(ok && out.trim() == "2 200", "{out}");
-    let (ok, out) = run(Command::new("curl").args([
-        "-sS",
-        "--http1.1",
-        "--cacert",
-        ca,
-        "-u",
-        &alice,
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_version} %{http_code}",
-        &url,
-    ]));
+    let (ok, out) = curl(&["--http1.1", "-u", &alice], "%{http_version} %{http_code}");
     assert!(ok && out.trim() == "1.1 200", "{out}");
 
     // A client certificate is the credential; without it, 401.
     let cert = certs.join("client.pem");
     let key = certs.join("client-key.pem");
-    let (ok, out) = run(Command::new("curl").args([
-        "-sS",
-        "--cacert",
-        ca,
-        "--cert",
-        cert.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "-o",
-        "/dev/null",
-        "-w",
+    let (ok, out) = curl(
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
         "%{http_code}",
-        &url,
-    ]));
+    );
     assert!(ok && out.trim() == "200", "{out}");
-    let (ok, out) = run(Command::new("curl").args([
-        "-sS",
-        "--cacert",
-        ca,
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &url,
-    ]));
+    let (ok, out) = curl(&[], "%{http_code}");
     assert!(ok && out.trim() == "401", "{out}");
 
     // TLS 1.1 is refused; TLS 1.2 and 1.3 are served.

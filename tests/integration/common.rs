@@ -451,12 +451,5 @@ pub fn basic(user: &str, password: &str) -> String {
 
 /// The accounts config, validated, fronting `upstream`.
 pub fn accounts_gateway_config(upstream: SocketAddr) -> Config {
-    let text = accounts_config().replace("UPSTREAM", &upstream.to_string());
-    Config::from_toml_str(&text, Path::new("."), &|name| match name {
-        "KEY" => Some(signing_pem().0.clone()),
-        "MASTER" => Some(MASTER_KEY.to_owned()),
-        "OLD" => Some(OLD_KEY.to_owned()),
-        _ => None,
-    })
-    .unwrap()
+    config(&accounts_config(), upstream)
 }

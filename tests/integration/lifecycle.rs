@@ -208,17 +208,8 @@ async fn a_replaced_gateway_serves_the_next_request() {
     let url = gw.url("/org1/repo1/index.yaml");
     assert_eq!(get(&url, Some(&alice)).await.status, 200);
     // The same config without alice: her remembered password check goes too.
-    let text = accounts_config()
-        .replace("UPSTREAM", &up.addr.to_string())
-        .replace("id = \"alice\"", "id = \"alice-gone\"");
-    let config =
-        chartgate::Config::from_toml_str(&text, std::path::Path::new("."), &|name| match name {
-            "KEY" => Some(signing_pem().0.clone()),
-            "MASTER" => Some(MASTER_KEY.to_owned()),
-            "OLD" => Some(OLD_KEY.to_owned()),
-            _ => None,
-        })
-        .unwrap();
+    let text = accounts_config().replace("id = \"alice\"", "id = \"alice-gone\"");
+    let config = config(&text, up.addr);
     gw.live
         .replace(chartgate::Gateway::from_config(config).unwrap());
     assert_eq!(get(&url, Some(&alice)).await.status, 401);

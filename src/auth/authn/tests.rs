@@ -11,7 +11,6 @@ use jsonwebtoken::Algorithm;
 use super::*;
 use crate::auth::access::{AccessEntry, RESOURCE_TYPE};
 use crate::auth::account::{hash_password, SecretHash};
-use crate::auth::acl::RawRule;
 use crate::auth::key::{tests::test_rsa_pem, SigningKey};
 use crate::auth::keyset::KeySet;
 use crate::auth::token::VerifyPolicy;
@@ -19,16 +18,7 @@ use crate::issuer::mint::Minter;
 
 const KEY: &str = "cgk_test-api-key-0123456789";
 
-fn rules(list: &[(&str, &[&str])]) -> Acl {
-    let raw: Vec<RawRule> = list
-        .iter()
-        .map(|(p, a)| RawRule {
-            repos: p.to_string(),
-            actions: a.iter().map(|s| s.to_string()).collect(),
-        })
-        .collect();
-    Acl::compile(&raw, "rules").unwrap()
-}
+use crate::auth::acl::acl as rules;
 
 struct Fixture {
     authn: Authenticator,
