@@ -21,6 +21,7 @@ use crate::auth::authn::AuthnOptions;
 use crate::auth::challenge::is_quotable;
 use crate::auth::key::{parse_algorithm, SigningKey};
 use crate::auth::keyset::KeyFile;
+use crate::auth::limit::LimitOptions;
 use crate::auth::path;
 use crate::auth::route::RouteOptions;
 use crate::server::tls::{self, CertStore};
@@ -81,6 +82,7 @@ pub struct AuthConfig {
     pub key_refresh: Duration,
     pub anonymous_pull: Acl,
     pub authn: AuthnOptions,
+    pub limits: LimitOptions,
 }
 
 /// The token endpoint.
@@ -465,6 +467,19 @@ impl RawConfig {
             a.credential_cache_capacity > 0,
             "auth.credential_cache_capacity must be at least 1"
         );
+        ensure!(
+            a.max_failures_per_account > 0 && a.max_failures_per_address > 0,
+            "auth.max_failures_per_account and auth.max_failures_per_address must be at least 1"
+        );
+        ensure!(
+            !a.failure_window.is_zero(),
+            "auth.failure_window must be more than zero"
+        );
+        let limits = LimitOptions {
+            window: a.failure_window,
+            per_account: a.max_failures_per_account,
+            per_address: a.max_failures_per_address,
+        };
         let authn = AuthnOptions {
             token_header,
             cache_ttl: a.credential_cache_ttl,
@@ -481,6 +496,7 @@ impl RawConfig {
             key_refresh: a.key_refresh,
             anonymous_pull,
             authn,
+            limits,
         };
 
         let i = self.issuer;

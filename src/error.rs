@@ -74,6 +74,8 @@ pub enum GatewayError {
     TokenMethod,
     #[error("too many password checks in progress")]
     Busy,
+    #[error("too many failed attempts; retry in {retry_after:?}")]
+    TooManyAttempts { retry_after: std::time::Duration },
     #[error("upstream unreachable")]
     UpstreamUnavailable(#[source] crate::body::BoxError),
     #[error("upstream did not answer in time")]
@@ -96,6 +98,7 @@ impl GatewayError {
             GatewayError::InvalidClient => StatusCode::UNAUTHORIZED,
             GatewayError::TokenMethod => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -129,6 +132,7 @@ impl GatewayError {
                 json!({"error": "invalid_request", "error_description": "use GET or POST"})
             }
             GatewayError::Busy => json!({"error": "busy"}),
+            GatewayError::TooManyAttempts { .. } => json!({"error": "too many failed attempts"}),
             GatewayError::UpstreamUnavailable(_) => json!({"error": "bad gateway"}),
             GatewayError::UpstreamTimeout => json!({"error": "gateway timeout"}),
             GatewayError::Internal(_) => json!({"error": "internal server error"}),
@@ -160,6 +164,9 @@ impl GatewayError {
             }
             GatewayError::Busy => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            GatewayError::TooManyAttempts { retry_after } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
             GatewayError::PayloadTooLarge { .. } | GatewayError::BadPath(_) => {
                 // The unread rest of the body must not be parsed as a next request.
@@ -234,6 +241,13 @@ mod tests {
                 r#"{"error":"invalid_request","error_description":"use GET or POST"}"#,
             ),
             (GatewayError::Busy, 503, r#"{"error":"busy"}"#),
+            (
+                GatewayError::TooManyAttempts {
+                    retry_after: std::time::Duration::from_secs(300),
+                },
+                429,
+                r#"{"error":"too many failed attempts"}"#,
+            ),
             (
                 GatewayError::UpstreamUnavailable("refused".into()),
                 502,

@@ -21,6 +21,7 @@ use crate::auth::authn::{Authenticator, AuthnError, Principal};
 use crate::auth::challenge::Challenge;
 use crate::auth::credential::CredentialError;
 use crate::auth::keyset::KeySet;
+use crate::auth::limit::FailureLimiter;
 use crate::auth::path;
 use crate::auth::route::Routes;
 use crate::auth::token::{Verifier, VerifyPolicy};
@@ -84,6 +85,7 @@ pub struct Gateway {
     routes: Routes,
     challenge: Challenge,
     authn: Authenticator,
+    limiter: FailureLimiter,
     issuer: Issuer,
     token_path: String,
     upstream: Arc<Upstream>,
@@ -126,6 +128,7 @@ impl Gateway {
             routes: Routes::new(&config.routes),
             challenge: Challenge::new(auth.realm.clone(), auth.service.clone()),
             authn,
+            limiter: FailureLimiter::new(config.auth.limits),
             issuer: Issuer::new(minter, config.routes.depth),
             token_path: config.issuer.path,
             upstream: Arc::new(Upstream::new(
@@ -202,7 +205,10 @@ impl Gateway {
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, Refusal> {
         if req.uri().path() == self.token_path && check_target(&req).is_ok() {
-            let (subject, response) = self.issuer.handle(req, &self.authn).await?;
+            let (subject, response) = self
+                .issuer
+                .handle(req, &self.authn, &self.limiter, conn.peer.ip())
+                .await?;
             tracing::Span::current().record("sub", subject.as_str());
             return Ok(response);
         }
@@ -258,10 +264,7 @@ impl Gateway {
             .resolve(req.method(), req.uri().path())
             .ok_or(GatewayError::NotFound)?;
         match resolved.scope() {
-            Some(scope) => {
-                self.authorize(req.headers(), conn.client_cn.as_deref(), scope)
-                    .await
-            }
+            Some(scope) => self.authorize(req.headers(), conn, scope).await,
             None => Ok(Principal::Anonymous),
         }
     }
@@ -270,21 +273,36 @@ impl Gateway {
     async fn authorize(
         &self,
         headers: &hyper::HeaderMap,
-        client_cn: Option<&str>,
+        conn: &ConnInfo,
         scope: Scope,
     ) -> Result<Principal, GatewayError> {
+        let (peer, client_cn) = (conn.peer.ip(), conn.client_cn.as_deref());
         let deny = |cause| GatewayError::Unauthorized {
             scope: scope.clone(),
             cause,
         };
+        let attempt = self.authn.attempt(headers);
+        if let Some(account) = &attempt {
+            self.limiter
+                .check(peer, account.as_deref())
+                .map_err(|retry_after| GatewayError::TooManyAttempts { retry_after })?;
+        }
         let principal = match self.authn.authenticate(headers, client_cn).await {
             Ok(p) => p,
             Err(AuthnError::Credential(CredentialError::Duplicate)) => {
                 return Err(GatewayError::DuplicateCredentials)
             }
             Err(AuthnError::Busy) => return Err(GatewayError::Busy),
-            Err(e) => return Err(deny(AuthFailure::Authn(e))),
+            Err(e) => {
+                if let Some(account) = &attempt {
+                    self.limiter.failed(peer, account.as_deref());
+                }
+                return Err(deny(AuthFailure::Authn(e)));
+            }
         };
+        if let Some(account) = &attempt {
+            self.limiter.succeeded(peer, account.as_deref());
+        }
         if self.authn.allows(&principal, &scope) {
             Ok(principal)
         } else if matches!(principal, Principal::Anonymous) {

@@ -173,6 +173,9 @@ pub struct Accounts {
     /// How many times the decoy ran (tests assert the cost is paid).
     #[cfg(test)]
     pub(crate) decoy_runs: std::sync::atomic::AtomicUsize,
+    /// How many password checks ran (tests assert they are shared).
+    #[cfg(test)]
+    pub(crate) verify_runs: std::sync::atomic::AtomicUsize,
 }
 
 impl Accounts {
@@ -231,6 +234,9 @@ impl Accounts {
     /// time taken says nothing about which ids exist or what kind of secret
     /// they hold. Only success with an API key is fast.
     pub fn verify(&self, id: &str, secret: &str, now: u64) -> Option<Arc<Account>> {
+        #[cfg(test)]
+        self.verify_runs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let account = self.by_id.get(id);
         let verified = match account.and_then(|a| a.secret.as_ref()) {
             Some(SecretHash::Argon2(_)) => {

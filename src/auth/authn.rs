@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use aws_lc_rs::digest;
 use hyper::header::{HeaderMap, HeaderName};
-use moka::sync::Cache;
 
 use super::access::{allows, Action, Scope};
 use super::account::{Account, Accounts};
@@ -96,7 +95,7 @@ pub struct Authenticator {
     accounts: Arc<Accounts>,
     anonymous: Acl,
     options: AuthnOptions,
-    remembered: Cache<[u8; 32], Arc<Account>>,
+    remembered: moka::future::Cache<[u8; 32], Arc<Account>>,
     /// Bounds concurrent argon2 checks: each takes ~19 MiB and a core for
     /// tens of milliseconds, and failures are never cached.
     slow_checks: Arc<tokio::sync::Semaphore>,
@@ -124,7 +123,7 @@ impl Authenticator {
         anonymous: Acl,
         options: AuthnOptions,
     ) -> Authenticator {
-        let remembered = Cache::builder()
+        let remembered = moka::future::Cache::builder()
             .max_capacity(options.cache_capacity)
             .time_to_live(options.cache_ttl)
             .build();
@@ -188,6 +187,24 @@ impl Authenticator {
         }
     }
 
+    /// Whether `headers` present a credential at all, and which account it
+    /// claims (the Basic user id), for the failure limiter. A client
+    /// certificate is not an attempt: the TLS layer already verified it.
+    pub fn attempt(&self, headers: &HeaderMap) -> Option<Option<String>> {
+        let raw = self
+            .options
+            .token_header
+            .as_ref()
+            .is_some_and(|h| headers.contains_key(h));
+        if !headers.contains_key(hyper::header::AUTHORIZATION) && !raw {
+            return None;
+        }
+        Some(match credential::from_headers(headers) {
+            Ok(Some(Credential::Basic { user, .. })) => Some(user),
+            _ => None,
+        })
+    }
+
     /// Authenticates the credential in `headers` or, when there is none,
     /// the connection's verified client certificate (`client_cn`).
     ///
@@ -233,12 +250,32 @@ impl Authenticator {
     async fn account(&self, user: &str, password: &str) -> Result<Arc<Account>, AuthnError> {
         let id = remember_key(user, password);
         let now = unix_now();
-        if let Some(account) = self.remembered.get(&id) {
+        if let Some(account) = self.remembered.get(&id).await {
             if account.is_active(now) {
                 return Ok(account);
             }
-            self.remembered.invalidate(&id);
+            self.remembered.invalidate(&id).await;
         }
+        // Concurrent checks of the same credential share one verification
+        // (a burst of parallel CI pulls runs argon2 once); a failure is
+        // handed to every waiter and never stored.
+        self.remembered
+            .try_get_with(id, self.verify_password(user, password, now))
+            .await
+            .map_err(|e| match &*e {
+                AuthnError::Busy => AuthnError::Busy,
+                AuthnError::Blocking => AuthnError::Blocking,
+                _ => AuthnError::Password(user.to_owned()),
+            })
+    }
+
+    /// Runs one password check, off the reactor and bounded when slow.
+    async fn verify_password(
+        &self,
+        user: &str,
+        password: &str,
+        now: u64,
+    ) -> Result<Arc<Account>, AuthnError> {
         let verified = if self.accounts.has_slow_checks() {
             let permit =
                 tokio::time::timeout(SLOW_CHECK_WAIT, self.slow_checks.clone().acquire_owned())
@@ -256,9 +293,7 @@ impl Authenticator {
         } else {
             self.accounts.verify(user, password, now)
         };
-        let account = verified.ok_or_else(|| AuthnError::Password(user.to_owned()))?;
-        self.remembered.insert(id, account.clone());
-        Ok(account)
+        verified.ok_or_else(|| AuthnError::Password(user.to_owned()))
     }
 
     /// Whether `principal` holds `scope`. Anonymous pull rights extend to

@@ -11,6 +11,7 @@ pub mod challenge;
 pub mod credential;
 pub mod key;
 pub mod keyset;
+pub mod limit;
 pub mod path;
 pub mod route;
 pub mod token;

@@ -136,6 +136,14 @@ pub struct RawAuth {
     pub credential_cache_ttl: Duration,
     #[serde(default = "defaults::credential_cache_capacity")]
     pub credential_cache_capacity: u64,
+    /// Failed credential checks allowed per account, and per client
+    /// address, within `failure_window`; beyond them, `429`.
+    #[serde(default = "defaults::max_failures_per_account")]
+    pub max_failures_per_account: u32,
+    #[serde(default = "defaults::max_failures_per_address")]
+    pub max_failures_per_address: u32,
+    #[serde(with = "humantime_serde", default = "defaults::failure_window")]
+    pub failure_window: Duration,
 }
 
 /// An extra public key whose tokens are accepted.
@@ -208,6 +216,15 @@ pub(super) mod defaults {
     }
     pub fn credential_cache_capacity() -> u64 {
         10_000
+    }
+    pub fn max_failures_per_account() -> u32 {
+        10
+    }
+    pub fn max_failures_per_address() -> u32 {
+        100
+    }
+    pub fn failure_window() -> Duration {
+        Duration::from_secs(300)
     }
     pub fn key_refresh() -> Duration {
         Duration::from_secs(60)

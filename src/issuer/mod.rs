@@ -12,6 +12,8 @@
 pub mod mint;
 pub mod request;
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -25,6 +27,7 @@ use crate::auth::access::{AccessEntry, ScopeRequest};
 use crate::auth::account::Account;
 use crate::auth::authn::{Authenticator, AuthnError};
 use crate::auth::credential::{self, Credential, CredentialError};
+use crate::auth::limit::FailureLimiter;
 use crate::auth::token::unix_now;
 use crate::body::{self, Body};
 use crate::error::{GatewayError, OAuthCode, JSON};
@@ -84,6 +87,8 @@ impl Issuer {
         &self,
         req: Request<Incoming>,
         authn: &Authenticator,
+        limiter: &FailureLimiter,
+        peer: IpAddr,
     ) -> Result<(String, Response<Body>), GatewayError> {
         let is_get = match *req.method() {
             Method::GET => true,
@@ -124,10 +129,24 @@ impl Issuer {
         } else {
             header_credential.ok_or(GatewayError::InvalidClient)?
         };
-        let account = authn.client(&credential).await.map_err(|e| match e {
-            AuthnError::Busy => GatewayError::Busy,
-            _ => GatewayError::InvalidClient,
-        })?;
+        let claimed = match &credential {
+            Credential::Basic { user, .. } => Some(user.as_str()),
+            Credential::Bearer(_) => None,
+        };
+        limiter
+            .check(peer, claimed)
+            .map_err(|retry_after| GatewayError::TooManyAttempts { retry_after })?;
+        let account = match authn.client(&credential).await {
+            Ok(account) => {
+                limiter.succeeded(peer, claimed);
+                account
+            }
+            Err(AuthnError::Busy) => return Err(GatewayError::Busy),
+            Err(_) => {
+                limiter.failed(peer, claimed);
+                return Err(GatewayError::InvalidClient);
+            }
+        };
 
         match request.grant_type.as_deref() {
             Some("client_credentials" | "password") => {}

@@ -5,6 +5,7 @@ mod accounts;
 mod common;
 mod issuer;
 mod lifecycle;
+mod limits;
 mod oracle;
 mod proxy;
 mod tls;

@@ -149,10 +149,10 @@ async fn successful_password_checks_are_remembered_and_failures_are_not() {
     let f = fixture();
     let good = headers(&[("authorization", basic("alice", "correct horse"))]);
     f.authn.authenticate(&good, None).await.unwrap();
-    f.authn.remembered.run_pending_tasks();
+    f.authn.remembered.run_pending_tasks().await;
     assert_eq!(f.authn.remembered.entry_count(), 1);
     f.authn.authenticate(&good, None).await.unwrap();
-    f.authn.remembered.run_pending_tasks();
+    f.authn.remembered.run_pending_tasks().await;
     assert_eq!(f.authn.remembered.entry_count(), 1);
 
     for bad in [
@@ -166,7 +166,7 @@ async fn successful_password_checks_are_remembered_and_failures_are_not() {
             .await;
         assert!(matches!(r, Err(AuthnError::Password(_))));
     }
-    f.authn.remembered.run_pending_tasks();
+    f.authn.remembered.run_pending_tasks().await;
     assert_eq!(
         f.authn.remembered.entry_count(),
         1,
@@ -326,4 +326,31 @@ fn every_failure_pays_the_same_argon2_cost() {
     assert_eq!(f.authn.accounts.verify("ci", KEY, 0).unwrap().id, "ci");
     assert!(f.authn.accounts.verify("alice", "wrong", 0).is_none());
     assert_eq!(runs(), 2, "a real password hash ran instead");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_checks_of_one_credential_share_one_verification() {
+    let f = Arc::new(fixture());
+    let good = headers(&[("authorization", basic("alice", "correct horse"))]);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (f, good) = (f.clone(), good.clone());
+            tokio::spawn(async move {
+                f.authn
+                    .authenticate(&good, None)
+                    .await
+                    .map(|p| p.subject().to_owned())
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), "alice");
+    }
+    assert_eq!(
+        f.authn
+            .accounts
+            .verify_runs
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }

@@ -1,0 +1,158 @@
+//! Brute-force protection: failed credential checks are counted per client
+//! address and per claimed account in fixed windows. Once either count
+//! reaches its limit, further attempts are refused with `429` before any
+//! secret is checked, until the window ends. A success clears both counts.
+//!
+//! Only failures count: a request without credentials (a client's first
+//! try, before it learns it needs some) and every successful check are
+//! free, so parallel CI pulls with good credentials are never locked out.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+
+/// Most addresses and accounts tracked at once; beyond that the least
+/// recently failing are forgotten, which bounds memory under a spray.
+const TRACKED: u64 = 100_000;
+
+/// Limits on failed attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitOptions {
+    /// How long failures are remembered, counted from the first one.
+    pub window: Duration,
+    /// Failures allowed per claimed account id within a window.
+    pub per_account: u32,
+    /// Failures allowed per client address within a window.
+    pub per_address: u32,
+}
+
+/// Counts failures and says when to stop listening.
+pub struct FailureLimiter {
+    options: LimitOptions,
+    by_address: Cache<IpAddr, Arc<AtomicU32>>,
+    by_account: Cache<String, Arc<AtomicU32>>,
+}
+
+impl std::fmt::Debug for FailureLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailureLimiter")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn counter<K>(window: Duration) -> Cache<K, Arc<AtomicU32>>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+{
+    Cache::builder()
+        .max_capacity(TRACKED)
+        .time_to_live(window)
+        .build()
+}
+
+impl FailureLimiter {
+    /// A limiter with `options`.
+    pub fn new(options: LimitOptions) -> FailureLimiter {
+        FailureLimiter {
+            options,
+            by_address: counter(options.window),
+            by_account: counter(options.window),
+        }
+    }
+
+    /// `Err(retry_after)` when `address` or `account` has used up its
+    /// failures; checked before any secret is.
+    ///
+    /// # Errors
+    /// The wait to suggest in `Retry-After`.
+    pub fn check(&self, address: IpAddr, account: Option<&str>) -> Result<(), Duration> {
+        let over = |count: Option<Arc<AtomicU32>>, limit: u32| {
+            count.is_some_and(|c| c.load(Ordering::Relaxed) >= limit)
+        };
+        if over(self.by_address.get(&address), self.options.per_address)
+            || account.is_some_and(|a| over(self.by_account.get(a), self.options.per_account))
+        {
+            return Err(self.options.window);
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt.
+    pub fn failed(&self, address: IpAddr, account: Option<&str>) {
+        self.by_address
+            .get_with(address, Arc::default)
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(account) = account {
+            self.by_account
+                .get_with(account.to_owned(), Arc::default)
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a success: both counts start over.
+    pub fn succeeded(&self, address: IpAddr, account: Option<&str>) {
+        self.by_address.invalidate(&address);
+        if let Some(account) = account {
+            self.by_account.invalidate(account);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter() -> FailureLimiter {
+        FailureLimiter::new(LimitOptions {
+            window: Duration::from_secs(60),
+            per_account: 3,
+            per_address: 5,
+        })
+    }
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
+    #[test]
+    fn an_account_is_limited_from_every_address() {
+        let l = limiter();
+        for _ in 0..3 {
+            assert!(l.check(A, Some("alice")).is_ok());
+            l.failed(A, Some("alice"));
+        }
+        assert_eq!(l.check(A, Some("alice")), Err(Duration::from_secs(60)));
+        assert!(
+            l.check(B, Some("alice")).is_err(),
+            "another address guessing alice"
+        );
+        assert!(l.check(B, Some("bob")).is_ok());
+    }
+
+    #[test]
+    fn an_address_is_limited_across_accounts() {
+        let l = limiter();
+        for i in 0..5 {
+            l.failed(A, Some(&format!("user{i}")));
+        }
+        assert!(l.check(A, Some("fresh")).is_err());
+        assert!(l.check(A, None).is_err());
+        assert!(l.check(B, Some("fresh")).is_ok());
+    }
+
+    #[test]
+    fn success_starts_over() {
+        let l = limiter();
+        for _ in 0..2 {
+            l.failed(A, Some("alice"));
+        }
+        l.succeeded(A, Some("alice"));
+        for _ in 0..2 {
+            l.failed(A, Some("alice"));
+        }
+        assert!(l.check(A, Some("alice")).is_ok());
+    }
+}
