@@ -4,6 +4,7 @@
 mod accounts;
 mod common;
 mod issuer;
+mod leaks;
 mod lifecycle;
 mod limits;
 mod oracle;
