@@ -297,4 +297,6 @@ fn segments_match(template: &str, path: &str) -> bool {
 }
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;
