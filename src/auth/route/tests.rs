@@ -425,13 +425,13 @@ fn the_gateway_never_matches_differently_from_chartmuseum() {
         let options = RouteOptions {
             depth,
             context_path: ctx.clone(),
-            api: rng.next() % 5 != 0,
-            delete: rng.next() % 5 != 0,
-            artifact_hub: rng.next() % 4 == 0,
+            api: !rng.next().is_multiple_of(5),
+            delete: !rng.next().is_multiple_of(5),
+            artifact_hub: rng.next().is_multiple_of(4),
         };
         let segments = (rng.next() % 7) as usize;
         let mut path = String::new();
-        if ctx.is_some() && rng.next() % 4 != 0 {
+        if ctx.is_some() && !rng.next().is_multiple_of(4) {
             path.push_str("/cm");
         }
         for _ in 0..segments {
