@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/tools.sh e2e
+scripts/tools.sh e2e cargo-fuzz
 
 export CHARTGATE_TOOLS=${CHARTGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/chartgate/tools}
 
@@ -16,3 +16,5 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --all-targets
+echo "== fuzz (bounded: ${CHARTGATE_FUZZ_SECONDS:-10}s per target; scripts/fuzz.sh 3600 for long runs)"
+scripts/fuzz.sh "${CHARTGATE_FUZZ_SECONDS:-10}"

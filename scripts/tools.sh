@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the pinned real tools the tests and the dev run need, built from
-# their Go modules with this machine's Go, into a cache outside the repo:
+# source with this machine's Go (and cargo, for cargo-fuzz), into a cache outside the repo:
 #   ${CHARTGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/chartgate/tools}
 # Each tool lands in <cache>/<name>-<version>/ and is linked from <cache>/bin/.
 # A tool already built at its pinned version is not rebuilt.
 #
 # usage: scripts/tools.sh TOOL...
-#   TOOL: oracle | chartmuseum | helm3 | helm4 | helm-push | e2e (= oracle helm3 helm4 helm-push)
+#   TOOL: oracle | chartmuseum | helm3 | helm4 | helm-push | cargo-fuzz
+#         | e2e (= oracle helm3 helm4 helm-push)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +18,7 @@ CHARTMUSEUM_VERSION=v0.16.5
 HELM3_VERSION=v3.21.4
 HELM4_VERSION=v4.2.4
 HELM_PUSH_VERSION=v0.10.4
+CARGO_FUZZ_VERSION=0.13.2
 
 say() { printf 'tools: %s\n' "$*" >&2; }
 die() { printf 'tools: error: %s\n' "$*" >&2; exit 1; }
@@ -84,6 +86,17 @@ install_helm_push() {
     link "$dest/bin/helm-cm-push" helm-cm-push
 }
 
+# cargo-fuzz from crates.io, for scripts/fuzz.sh (runs on nightly Rust).
+install_cargo_fuzz() {
+    local dest=$tools/cargo-fuzz-$CARGO_FUZZ_VERSION
+    if [ ! -x "$dest/bin/cargo-fuzz" ]; then
+        say "building cargo-fuzz $CARGO_FUZZ_VERSION"
+        cargo install --locked --quiet --root "$dest" cargo-fuzz --version "$CARGO_FUZZ_VERSION" \
+            || die "building cargo-fuzz failed"
+    fi
+    link "$dest/bin/cargo-fuzz" cargo-fuzz
+}
+
 [ $# -gt 0 ] || die "usage: scripts/tools.sh oracle|chartmuseum|helm3|helm4|helm-push|e2e..."
 for tool in "$@"; do
     case $tool in
@@ -92,6 +105,7 @@ for tool in "$@"; do
         helm3) install_helm 3 "$HELM3_VERSION" ;;
         helm4) install_helm 4 "$HELM4_VERSION" ;;
         helm-push) install_helm_push ;;
+        cargo-fuzz) install_cargo_fuzz ;;
         e2e) install_oracle; install_helm 3 "$HELM3_VERSION"; install_helm 4 "$HELM4_VERSION"; install_helm_push ;;
         *) die "unknown tool $tool" ;;
     esac

@@ -296,7 +296,7 @@ fn segments_match(template: &str, path: &str) -> bool {
     }
 }
 
-#[cfg(test)]
-mod reference;
+#[cfg(any(test, feature = "reference"))]
+pub mod reference;
 #[cfg(test)]
 mod tests;
