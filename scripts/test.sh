@@ -15,6 +15,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --locked --all-targets
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --all-targets 2>&1 | tee "$log"
 echo "== fuzz (bounded: ${CHARTGATE_FUZZ_SECONDS:-10}s per target; scripts/fuzz.sh 3600 for long runs)"
 scripts/fuzz.sh "${CHARTGATE_FUZZ_SECONDS:-10}"
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -453,3 +453,39 @@ pub fn basic(user: &str, password: &str) -> String {
 pub fn accounts_gateway_config(upstream: SocketAddr) -> Config {
     config(&accounts_config(), upstream)
 }
+
+// === child processes ===
+
+/// Waits (bounded) for a log line containing `needle`.
+pub async fn wait_for(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    needle: &str,
+) -> String {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no log line with {needle:?}"))
+            .expect("chartgate exited");
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+/// A child process killed when the test ends, pass or fail.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl KillOnDrop {
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -287,65 +287,6 @@ async fn sighup_reloads_and_a_broken_file_keeps_the_old_config() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Waits (bounded) for a log line containing `needle`.
-async fn wait_for(
-    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
-    needle: &str,
-) -> String {
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no log line with {needle:?}"))
-            .expect("chartgate exited");
-        if line.contains(needle) {
-            return line;
-        }
-    }
-}
-
-/// A child process killed when the test ends, pass or fail.
-struct KillOnDrop(Option<std::process::Child>);
-
-impl KillOnDrop {
-    fn id(&self) -> u32 {
-        self.0.as_ref().map_or(0, std::process::Child::id)
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-#[tokio::test]
-async fn silent_sockets_cannot_hold_every_connection_slot() {
-    let up = spawn_upstream(Behaviour::Normal).await;
-    let text = BASE_CONFIG.replace(
-        "shutdown_grace = \"5s\"",
-        "shutdown_grace = \"5s\"\nmax_connections = 2",
-    );
-    let gw = spawn_gateway(config(&text, up.addr)).await;
-    // Two clients connect and never send a byte.
-    let mut a = TcpStream::connect(gw.addr).await.unwrap();
-    let _b = TcpStream::connect(gw.addr).await.unwrap();
-    // They are cut off after the header timeout (1s here)...
-    let mut buf = [0u8; 16];
-    let closed = tokio::time::timeout(Duration::from_secs(10), a.read(&mut buf)).await;
-    assert!(
-        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
-        "a silent socket stayed open"
-    );
-    // ...so a real client gets served.
-    let r = tokio::time::timeout(Duration::from_secs(10), get(&gw.url("/health"), None))
-        .await
-        .expect("starved by silent sockets");
-    assert_eq!(r.status, 200);
-}
-
 #[tokio::test]
 async fn request_targets_need_one_host_and_no_userinfo() {
     let (up, gw) = setup().await;
@@ -373,4 +314,29 @@ async fn request_targets_need_one_host_and_no_userinfo() {
     // The absolute-form authority wins over Host (RFC 9112 §3.2.2).
     assert_eq!(up.hits(), 1);
     assert_eq!(up.last().headers["x-forwarded-host"], "gw.example");
+}
+
+#[tokio::test]
+async fn silent_sockets_cannot_hold_every_connection_slot() {
+    let up = spawn_upstream(Behaviour::Normal).await;
+    let text = BASE_CONFIG.replace(
+        "shutdown_grace = \"5s\"",
+        "shutdown_grace = \"5s\"\nmax_connections = 2",
+    );
+    let gw = spawn_gateway(config(&text, up.addr)).await;
+    // Two clients connect and never send a byte.
+    let mut a = TcpStream::connect(gw.addr).await.unwrap();
+    let _b = TcpStream::connect(gw.addr).await.unwrap();
+    // They are cut off after the header timeout (1s here)...
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), a.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent socket stayed open"
+    );
+    // ...so a real client gets served.
+    let r = tokio::time::timeout(Duration::from_secs(10), get(&gw.url("/health"), None))
+        .await
+        .expect("starved by silent sockets");
+    assert_eq!(r.status, 200);
 }

@@ -371,3 +371,68 @@ async fn an_https_upstream_gets_sni_a_client_certificate_and_the_gateways_creden
     assert_eq!(r.status, 502);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The binary re-reads its certificate on SIGHUP, without waiting for the
+/// file poll (set to an hour here).
+#[tokio::test]
+async fn sighup_puts_a_new_certificate_in_service() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tmp_dir("hup");
+    let a = devcert::generate(&["localhost"], "ci-bot").unwrap();
+    a.write(&dir).unwrap();
+    let up = spawn_upstream(Behaviour::Normal).await;
+    let text = with_tls(
+        &BASE_CONFIG.replace("UPSTREAM", &up.addr.to_string()),
+        &dir,
+        false,
+    )
+    .replace("reload_interval = \"100ms\"", "reload_interval = \"1h\"")
+    .replace("admin_addr = \"127.0.0.1:0\"\n", "");
+    let path = dir.join("chartgate.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut child = KillOnDrop(Some(
+        Command::new(env!("CARGO_BIN_EXE_chartgate"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("KEY", &signing_pem().0)
+            .env("MASTER", MASTER_KEY)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let stderr = child.0.as_mut().unwrap().stderr.take().unwrap();
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = wait_for(&mut lines, "listening (TLS)").await;
+    let addr: std::net::SocketAddr = line
+        .split("addr=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let before = leaf_of(&connect(addr, client_config(&a, false, &[b"http/1.1"])).await);
+
+    let b = devcert::generate(&["localhost"], "ci-bot").unwrap();
+    b.write(&dir).unwrap();
+    let ok = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    wait_for(&mut lines, "configuration reloaded").await;
+    let after = leaf_of(&connect(addr, client_config(&b, false, &[b"http/1.1"])).await);
+    assert_ne!(
+        before, after,
+        "SIGHUP did not put the new certificate in service"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
