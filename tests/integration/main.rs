@@ -2,6 +2,7 @@
 //! and the real chartmuseum/auth library as an oracle.
 
 mod accounts;
+mod attacks;
 mod common;
 mod issuer;
 mod leaks;
