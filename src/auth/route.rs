@@ -190,19 +190,23 @@ fn is_api(url: &str) -> bool {
             .any(|ext| url.ends_with(ext))
 }
 
+/// The rows ChartMuseum registers under `options`, in its order.
+fn enabled_rows(options: &RouteOptions) -> Vec<RouteDef> {
+    table()
+        .into_iter()
+        .filter(|r| match r.handler {
+            Handler::ArtifactHub => options.artifact_hub,
+            Handler::ApiDelete => options.api && options.delete,
+            h => options.api || !h.is_api(),
+        })
+        .collect()
+}
+
 impl Routes {
     /// Builds the table ChartMuseum would serve with `options`.
     pub fn new(options: &RouteOptions) -> Routes {
-        let rows = table()
-            .into_iter()
-            .filter(|r| match r.handler {
-                Handler::ArtifactHub => options.artifact_hub,
-                Handler::ApiDelete => options.api && options.delete,
-                h => options.api || !h.is_api(),
-            })
-            .collect();
         Routes {
-            rows,
+            rows: enabled_rows(options),
             depth: options.depth,
             context_path: options.context_path.clone(),
         }

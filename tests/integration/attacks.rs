@@ -146,24 +146,22 @@ async fn tokens_naming_attacker_keys_are_refused_without_any_fetch() {
             serde_json::json!(["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"]),
         ),
     ] {
-        let mut h = header.clone();
-        h[field] = value;
-        h.as_object_mut().unwrap().remove("kid");
-        let head = URL_SAFE_NO_PAD.encode(h.to_string());
-        let msg = format!("{head}.{body}");
-        let sig =
-            jsonwebtoken::crypto::sign(msg.as_bytes(), &attacker, jsonwebtoken::Algorithm::RS256)
-                .unwrap();
-        forged.push(format!("{msg}.{sig}"));
-        // And the same with the real kid kept.
-        let mut h = header.clone();
-        h[field] = serde_json::json!(url);
-        let head = URL_SAFE_NO_PAD.encode(h.to_string());
-        let msg = format!("{head}.{body}");
-        let sig =
-            jsonwebtoken::crypto::sign(msg.as_bytes(), &attacker, jsonwebtoken::Algorithm::RS256)
-                .unwrap();
-        forged.push(format!("{msg}.{sig}"));
+        // With our kid kept, and without any kid.
+        for keep_kid in [true, false] {
+            let mut h = header.clone();
+            h[field] = value.clone();
+            if !keep_kid {
+                h.as_object_mut().unwrap().remove("kid");
+            }
+            let msg = format!("{}.{body}", URL_SAFE_NO_PAD.encode(h.to_string()));
+            let sig = jsonwebtoken::crypto::sign(
+                msg.as_bytes(),
+                &attacker,
+                jsonwebtoken::Algorithm::RS256,
+            )
+            .unwrap();
+            forged.push(format!("{msg}.{sig}"));
+        }
     }
     // HS256 keyed with the public key in PEM and DER forms.
     let public_pem = signing_pem().1.clone();

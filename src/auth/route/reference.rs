@@ -6,18 +6,11 @@
 
 use hyper::Method;
 
-use super::{table, Handler, RouteOptions};
+use super::{enabled_rows, Handler, RouteOptions};
 
 /// `(handler, repo)` as upstream would resolve it, or `None` for its 404.
 pub fn resolve(options: &RouteOptions, method: &Method, path: &str) -> Option<(Handler, String)> {
-    let rows: Vec<_> = table()
-        .into_iter()
-        .filter(|r| match r.handler {
-            Handler::ArtifactHub => options.artifact_hub,
-            Handler::ApiDelete => options.api && options.delete,
-            h => options.api || !h.is_api(),
-        })
-        .collect();
+    let rows = enabled_rows(options);
     let mut url = path.to_owned();
     if let Some(ctx) = &options.context_path {
         if url == *ctx {
