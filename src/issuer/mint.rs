@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::Header;
 
 use crate::auth::access::AccessEntry;
@@ -15,10 +17,20 @@ use crate::auth::token::Claims;
 #[derive(Debug)]
 pub struct Minter {
     key: SigningKey,
-    header: Header,
+    /// The JOSE header, already base64url-encoded: it never changes.
+    header: String,
     issuer: String,
     audience: String,
     ttl: Duration,
+}
+
+/// Why minting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error("serializing the claims")]
+    Serialize(#[from] serde_json::Error),
+    #[error("the crypto library failed to sign")]
+    Sign,
 }
 
 /// A freshly signed token and what it says.
@@ -33,6 +45,8 @@ impl Minter {
     pub fn new(key: SigningKey, issuer: String, audience: String, ttl: Duration) -> Minter {
         let mut header = Header::new(key.algorithm);
         header.kid = Some(key.kid.clone());
+        // Serializing a header of strings cannot fail.
+        let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default());
         Minter {
             key,
             header,
@@ -63,7 +77,7 @@ impl Minter {
         access: Vec<AccessEntry>,
         now: u64,
         not_after: Option<u64>,
-    ) -> Result<Minted, jsonwebtoken::errors::Error> {
+    ) -> Result<Minted, MintError> {
         let exp = (now + self.ttl.as_secs()).min(not_after.unwrap_or(u64::MAX));
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -75,7 +89,15 @@ impl Minter {
             jti: Some(uuid::Uuid::new_v4().to_string()),
             access,
         };
-        let token = jsonwebtoken::encode(&self.header, &claims, &self.key.encoding)?;
+        // JWS compact serialization (RFC 7515 §7.1), signed with the key
+        // parsed once at start-up.
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?);
+        let signing_input = format!("{}.{payload}", self.header);
+        let signature = self
+            .key
+            .sign(signing_input.as_bytes())
+            .map_err(|_| MintError::Sign)?;
+        let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature));
         Ok(Minted { token, claims })
     }
 }

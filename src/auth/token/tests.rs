@@ -279,3 +279,37 @@ fn a_cached_verdict_dies_with_its_key() {
     assert!(matches!(v.verify(&token), Err(TokenError::UnknownKey)));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn every_signing_algorithm_round_trips() {
+    let rsa = test_rsa_pem().0.clone();
+    let ec = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    for (pem, alg) in [
+        (&rsa, Algorithm::RS256),
+        (&rsa, Algorithm::RS512),
+        (&rsa, Algorithm::PS256),
+        (&ec, Algorithm::ES256),
+    ] {
+        let key = SigningKey::from_pem(pem.as_bytes(), alg).unwrap();
+        let policy = VerifyPolicy {
+            issuer: ISS.into(),
+            audience: AUD.into(),
+            leeway: 0,
+            cache_capacity: 10,
+        };
+        let keys = KeySet::new(
+            [key.public.clone()],
+            vec![],
+            Duration::from_secs(60),
+            policy.validation(),
+        )
+        .unwrap();
+        let verifier = Verifier::new(keys, policy);
+        let minted = Minter::new(key, ISS.into(), AUD.into(), Duration::from_secs(60))
+            .mint("ci", pull("org1/repo1"), unix_now(), None)
+            .unwrap();
+        let header = jsonwebtoken::decode_header(&minted.token).unwrap();
+        assert_eq!(header.alg, alg);
+        assert_eq!(verifier.verify(&minted.token).unwrap().sub, "ci", "{alg:?}");
+    }
+}

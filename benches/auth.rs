@@ -1,0 +1,100 @@
+//! Micro-benchmarks of the per-request and per-token work: signing with the
+//! key parsed once (against jsonwebtoken's `encode`, which re-parses it),
+//! verifying with and without the verdict cache, route resolution and
+//! scope matching. Run: `cargo bench --bench auth`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use chartgate::auth::access::{allows, AccessEntry, Action, Scope, RESOURCE_TYPE};
+use chartgate::auth::key::{generate_rsa_pem, SigningKey};
+use chartgate::auth::keyset::KeySet;
+use chartgate::auth::route::{RouteOptions, Routes};
+use chartgate::auth::token::{unix_now, Claims, Verifier, VerifyPolicy};
+use chartgate::issuer::mint::Minter;
+use criterion::{criterion_group, criterion_main, Criterion};
+use hyper::Method;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+
+fn access() -> Vec<AccessEntry> {
+    vec![AccessEntry {
+        kind: RESOURCE_TYPE.into(),
+        name: "org1/repo1".into(),
+        actions: vec!["pull".into(), "push".into()],
+    }]
+}
+
+fn benches(c: &mut Criterion) {
+    let (private, public) = generate_rsa_pem().unwrap();
+    let key = SigningKey::from_pem(private.as_bytes(), Algorithm::RS256).unwrap();
+    let policy = VerifyPolicy {
+        issuer: "chartgate".into(),
+        audience: "svc".into(),
+        leeway: 0,
+        cache_capacity: 10_000,
+    };
+    let keys = KeySet::new(
+        [key.public.clone()],
+        vec![],
+        Duration::from_secs(60),
+        policy.validation(),
+    )
+    .unwrap();
+    let verifier = Verifier::new(keys, policy);
+    let minter = Minter::new(
+        key,
+        "chartgate".into(),
+        "svc".into(),
+        Duration::from_secs(3600),
+    );
+    let token = minter.mint("bench", access(), unix_now(), None).unwrap();
+
+    c.bench_function("mint RS256, key parsed once", |b| {
+        b.iter(|| {
+            minter
+                .mint(black_box("bench"), access(), unix_now(), None)
+                .unwrap()
+        })
+    });
+    let encoding = EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("k".into());
+    c.bench_function("jsonwebtoken::encode RS256 (re-parses the key)", |b| {
+        b.iter(|| jsonwebtoken::encode(&header, black_box(&token.claims), &encoding).unwrap())
+    });
+    let decoding = DecodingKey::from_rsa_pem(public.as_bytes()).unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&["svc"]);
+    c.bench_function("verify RS256, uncached (jsonwebtoken::decode)", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<Claims>(black_box(&token.token), &decoding, &validation).unwrap()
+        })
+    });
+    verifier.verify(&token.token).unwrap();
+    c.bench_function("verify, verdict cache hit", |b| {
+        b.iter(|| verifier.verify(black_box(&token.token)).unwrap())
+    });
+
+    let routes = Routes::new(&RouteOptions {
+        depth: 2,
+        ..RouteOptions::default()
+    });
+    c.bench_function("path check + route resolve", |b| {
+        b.iter(|| {
+            let p = black_box("/org1/repo1/charts/mychart-0.1.0.tgz");
+            chartgate::auth::path::check(p).unwrap();
+            routes.resolve(&Method::GET, p).unwrap().scope()
+        })
+    });
+    let entries = access();
+    let scope = Scope {
+        namespace: "org1/repo1".into(),
+        action: Action::Pull,
+    };
+    c.bench_function("scope match", |b| {
+        b.iter(|| allows(black_box(&entries), black_box(&scope)))
+    });
+}
+
+criterion_group!(auth, benches);
+criterion_main!(auth);
