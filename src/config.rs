@@ -38,6 +38,7 @@ pub struct ListenConfig {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    pub worker_threads: Option<usize>,
 }
 
 /// The TLS listener, with its certificate already loaded.
@@ -318,6 +319,10 @@ impl RawConfig {
             "listen.admin_addr must differ from listen.addr"
         );
         ensure!(
+            l.worker_threads.is_none_or(|n| (1..=1024).contains(&n)),
+            "listen.worker_threads must be between 1 and 1024"
+        );
+        ensure!(
             l.addr.is_some() || self.tls.is_some(),
             "listen.addr is required unless [tls] is configured"
         );
@@ -534,6 +539,7 @@ impl RawConfig {
                 header_read_timeout: l.header_read_timeout,
                 max_connections: l.max_connections,
                 shutdown_grace: l.shutdown_grace,
+                worker_threads: l.worker_threads,
             },
             upstream: UpstreamConfig {
                 base: base_uri,

@@ -55,6 +55,8 @@ pub struct RawListen {
     pub max_connections: usize,
     #[serde(with = "humantime_serde", default = "defaults::shutdown_grace")]
     pub shutdown_grace: Duration,
+    /// Async worker threads (default: one per CPU the process may use).
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

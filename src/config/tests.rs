@@ -96,6 +96,11 @@ fn the_shipped_sample_parses() {
 fn every_bad_key_is_named() {
     let cases: &[(&str, &str, &str)] = &[
         (
+            "admin_addr = \"127.0.0.1:9090\"",
+            "admin_addr = \"127.0.0.1:9090\"\nworker_threads = 0",
+            "listen.worker_threads",
+        ),
+        (
             "key = { env = \"MASTER\" }",
             "key = { env = \"UNSET\" }",
             "accounts[0].key.env",
