@@ -348,7 +348,18 @@ fn request_id(req: &Request<Incoming>) -> HeaderValue {
         })
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            HeaderValue::from_str(&fresh_request_id().to_string())
                 .unwrap_or(HeaderValue::from_static("-"))
         })
+}
+
+/// A new request id: UUID-shaped, a random per-process half and a counter,
+/// so minting one costs no system call (a v4 UUID reads the OS RNG).
+fn fresh_request_id() -> uuid::Uuid {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    uuid::Uuid::from_u64_pair(prefix, COUNTER.fetch_add(1, Ordering::Relaxed))
 }

@@ -177,6 +177,8 @@ impl Resolved<'_> {
 #[derive(Debug)]
 pub struct Routes {
     rows: Vec<RouteDef>,
+    /// Each row's path with its first `/:repo` removed, computed once.
+    templates: Vec<String>,
     depth: usize,
     context_path: Option<String>,
 }
@@ -205,8 +207,14 @@ fn enabled_rows(options: &RouteOptions) -> Vec<RouteDef> {
 impl Routes {
     /// Builds the table ChartMuseum would serve with `options`.
     pub fn new(options: &RouteOptions) -> Routes {
+        let rows = enabled_rows(options);
+        let templates = rows
+            .iter()
+            .map(|r| r.path.replacen("/:repo", "", 1))
+            .collect();
         Routes {
-            rows: enabled_rows(options),
+            rows,
+            templates,
             depth: options.depth,
             context_path: options.context_path.clone(),
         }
@@ -265,7 +273,8 @@ impl Routes {
             (repo, tail)
         });
 
-        for route in self.rows.iter().filter(|r| r.method == *method) {
+        let rows = self.rows.iter().zip(&self.templates);
+        for (route, template) in rows.filter(|(r, _)| r.method == *method) {
             if route.path == url {
                 return Some(Resolved {
                     route,
@@ -275,8 +284,7 @@ impl Routes {
             let Some((repo, tail)) = &with_repo else {
                 continue;
             };
-            let template = route.path.replacen("/:repo", "", 1);
-            if segments_match(&template, tail) {
+            if segments_match(template, tail) {
                 return Some(Resolved {
                     route,
                     repo: repo.clone(),

@@ -49,9 +49,15 @@ const OWNED_BY_GATEWAY: &[&str] = &[
     "x-request-id",
 ];
 
-/// Folds `_` and `.` to `-`, the aliasing some servers apply to header names.
-fn folded(name: &str) -> String {
-    name.replace(['_', '.'], "-")
+/// Whether `name` equals `owned` once `_` and `.` are read as `-`, the
+/// aliasing some servers apply to header names (no allocation: this runs
+/// for every header of every request).
+fn same_folded(name: &str, owned: &str) -> bool {
+    name.len() == owned.len()
+        && name.bytes().zip(owned.bytes()).all(|(a, b)| {
+            let a = if a == b'_' || a == b'.' { b'-' } else { a };
+            a == b
+        })
 }
 
 /// Removes hop-by-hop headers and those named in `Connection`.
@@ -91,7 +97,7 @@ pub fn prepare_request(
     headers.remove(HOST);
     let owned: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| OWNED_BY_GATEWAY.contains(&folded(k.as_str()).as_str()))
+        .filter(|k| OWNED_BY_GATEWAY.iter().any(|o| same_folded(k.as_str(), o)))
         .cloned()
         .collect();
     for name in owned {
