@@ -49,13 +49,34 @@ fn benches(c: &mut Criterion) {
     );
     let token = minter.mint("bench", access(), unix_now(), None).unwrap();
 
-    c.bench_function("mint RS256, key parsed once", |b| {
-        b.iter(|| {
-            minter
-                .mint(black_box("bench"), access(), unix_now(), None)
-                .unwrap()
-        })
-    });
+    // Issuance per algorithm against the raw signing cost of the same key.
+    let ec = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+        .unwrap()
+        .serialize_pem();
+    for (name, pem, alg) in [
+        ("RS256", &private, Algorithm::RS256),
+        ("ES256", &ec, Algorithm::ES256),
+        ("EdDSA", &ed, Algorithm::EdDSA),
+    ] {
+        let key = SigningKey::from_pem(pem.as_bytes(), alg).unwrap();
+        let message = [b'x'; 600];
+        c.bench_function(&format!("raw sign {name}"), |b| {
+            b.iter(|| key.sign(black_box(&message)).unwrap())
+        });
+        let m = Minter::new(
+            key,
+            "chartgate".into(),
+            "svc".into(),
+            Duration::from_secs(3600),
+        );
+        c.bench_function(&format!("mint {name}, key parsed once"), |b| {
+            b.iter(|| {
+                m.mint(black_box("bench"), access(), unix_now(), None)
+                    .unwrap()
+            })
+        });
+    }
     let encoding = EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("k".into());

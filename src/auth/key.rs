@@ -15,7 +15,8 @@ use aws_lc_rs::signature::KeyPair;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, Jwk, RSAKeyParameters, RSAKeyType, ThumbprintHash,
+    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, OctetKeyPairParameters,
+    OctetKeyPairType, RSAKeyParameters, RSAKeyType, ThumbprintHash,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
@@ -27,6 +28,7 @@ enum Signer {
         padding: &'static dyn aws_lc_rs::signature::RsaEncoding,
     },
     Ecdsa(aws_lc_rs::signature::EcdsaKeyPair),
+    Ed25519(aws_lc_rs::signature::Ed25519KeyPair),
 }
 
 impl Signer {
@@ -53,6 +55,9 @@ impl Signer {
             Algorithm::PS512 => rsa(&sig::RSA_PSS_SHA512),
             Algorithm::ES256 => ecdsa(&sig::ECDSA_P256_SHA256_FIXED_SIGNING),
             Algorithm::ES384 => ecdsa(&sig::ECDSA_P384_SHA384_FIXED_SIGNING),
+            Algorithm::EdDSA => sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                .map(Signer::Ed25519)
+                .map_err(|e| anyhow::anyhow!("cannot parse the Ed25519 key: {e}")),
             other => bail!("algorithm {other:?} cannot sign here"),
         }
     }
@@ -66,6 +71,7 @@ impl Signer {
                 Ok(out)
             }
             Signer::Ecdsa(pair) => Ok(pair.sign(&rng, message)?.as_ref().to_vec()),
+            Signer::Ed25519(pair) => Ok(pair.sign(message).as_ref().to_vec()),
         }
     }
 }
@@ -121,10 +127,10 @@ pub fn parse_algorithm(name: &str) -> anyhow::Result<Algorithm> {
     let alg: Algorithm = name
         .parse()
         .with_context(|| format!("unknown algorithm {name:?}"))?;
-    if is_rsa(alg) || matches!(alg, Algorithm::ES256 | Algorithm::ES384) {
+    if is_rsa(alg) || matches!(alg, Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA) {
         Ok(alg)
     } else {
-        bail!("algorithm {alg:?} is not supported; use RS256, PS256 or ES256")
+        bail!("algorithm {alg:?} is not supported; use RS256, PS256, ES256 or EdDSA")
     }
 }
 
@@ -148,14 +154,31 @@ impl SigningKey {
     pub fn from_pem(pem: &[u8], algorithm: Algorithm) -> anyhow::Result<SigningKey> {
         let encoding = if is_rsa(algorithm) {
             EncodingKey::from_rsa_pem(pem).context("not an RSA private key in PEM form")?
+        } else if algorithm == Algorithm::EdDSA {
+            EncodingKey::from_ed_pem(pem)
+                .context("not an Ed25519 private key in PKCS#8 PEM form")?
         } else {
             EncodingKey::from_ec_pem(pem).context("not an EC private key in PKCS#8 PEM form")?
         };
-        let jwk =
-            Jwk::from_encoding_key(&encoding, algorithm).context("cannot derive the public key")?;
+        let signer = Signer::new(&encoding, algorithm)?;
+        let jwk = match &signer {
+            // jsonwebtoken derives RSA and EC JWKs but not Ed25519 ones
+            // (its `from_encoding_key` panics there), so build that one here.
+            Signer::Ed25519(pair) => Jwk {
+                common: CommonParameters::default(),
+                algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                    key_type: OctetKeyPairType::OctetKeyPair,
+                    curve: EllipticCurve::Ed25519,
+                    x: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+                }),
+            },
+            _ => Jwk::from_encoding_key(&encoding, algorithm)
+                .context("cannot derive the public key")?,
+        };
         let decoding = match &jwk.algorithm {
             AlgorithmParameters::RSA(p) => DecodingKey::from_rsa_components(&p.n, &p.e)?,
             AlgorithmParameters::EllipticCurve(p) => DecodingKey::from_ec_components(&p.x, &p.y)?,
+            AlgorithmParameters::OctetKeyPair(p) => DecodingKey::from_ed_components(&p.x)?,
             _ => bail!("unsupported key type"),
         };
         let kid = jwk.thumbprint(ThumbprintHash::SHA256);
@@ -164,7 +187,6 @@ impl SigningKey {
         } else {
             None
         };
-        let signer = Signer::new(&encoding, algorithm)?;
         Ok(SigningKey {
             signer,
             public_pem,
@@ -296,7 +318,8 @@ pub(crate) mod tests {
         assert!(SigningKey::from_pem(private.as_bytes(), Algorithm::ES256).is_err());
         assert!(parse_algorithm("HS256").is_err());
         assert!(parse_algorithm("none").is_err());
-        assert!(parse_algorithm("EdDSA").is_err());
+        assert_eq!(parse_algorithm("EdDSA").unwrap(), Algorithm::EdDSA);
+        assert!(parse_algorithm("ES512").is_err());
         assert_eq!(parse_algorithm("PS256").unwrap(), Algorithm::PS256);
     }
 }

@@ -284,11 +284,15 @@ fn a_cached_verdict_dies_with_its_key() {
 fn every_signing_algorithm_round_trips() {
     let rsa = test_rsa_pem().0.clone();
     let ec = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+        .unwrap()
+        .serialize_pem();
     for (pem, alg) in [
         (&rsa, Algorithm::RS256),
         (&rsa, Algorithm::RS512),
         (&rsa, Algorithm::PS256),
         (&ec, Algorithm::ES256),
+        (&ed, Algorithm::EdDSA),
     ] {
         let key = SigningKey::from_pem(pem.as_bytes(), alg).unwrap();
         let policy = VerifyPolicy {
