@@ -143,11 +143,6 @@ impl Gateway {
         self.upstream.clone()
     }
 
-    /// The issuer (for its minter and public key).
-    pub fn issuer(&self) -> &Issuer {
-        &self.issuer
-    }
-
     /// Serves one request. Never fails: errors become responses here, and
     /// this is where the one access-log line per request is written.
     pub async fn handle(

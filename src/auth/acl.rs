@@ -25,7 +25,6 @@ pub struct RawRule {
 /// A compiled rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    pattern: String,
     matcher: GlobMatcher,
     actions: ActionSet,
 }
@@ -71,11 +70,7 @@ impl Acl {
                 })?;
                 actions.insert(action);
             }
-            rules.push(Rule {
-                pattern: r.repos.clone(),
-                matcher,
-                actions,
-            });
+            rules.push(Rule { matcher, actions });
         }
         Ok(Acl { rules })
     }
@@ -111,11 +106,6 @@ impl Acl {
     /// Whether the ACL has no rules.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
-    }
-
-    /// The patterns, for logs.
-    pub fn patterns(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().map(|r| r.pattern.as_str())
     }
 }
 

@@ -78,8 +78,6 @@ impl Signer {
 
 /// A private key the issuer signs with.
 pub struct SigningKey {
-    /// The key in jsonwebtoken's form.
-    pub encoding: EncodingKey,
     /// The only algorithm this key signs with.
     pub algorithm: Algorithm,
     /// RFC 7638 SHA-256 thumbprint, sent as the JWT `kid`.
@@ -190,7 +188,6 @@ impl SigningKey {
         Ok(SigningKey {
             signer,
             public_pem,
-            encoding,
             algorithm,
             public: VerifyKey {
                 decoding,

@@ -56,11 +56,6 @@ impl Minter {
         }
     }
 
-    /// The signing key (its public half is what verifiers trust).
-    pub fn key(&self) -> &SigningKey {
-        &self.key
-    }
-
     /// How long minted tokens live.
     pub fn ttl(&self) -> Duration {
         self.ttl

@@ -73,11 +73,6 @@ impl Issuer {
         Issuer { minter, depth }
     }
 
-    /// The minter.
-    pub fn minter(&self) -> &Minter {
-        &self.minter
-    }
-
     /// Serves one token request; returns the account with the response so
     /// the access log can name it.
     ///
