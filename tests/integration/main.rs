@@ -4,6 +4,7 @@
 mod accounts;
 mod attacks;
 mod common;
+mod h2flood;
 mod issuer;
 mod leaks;
 mod lifecycle;
