@@ -66,16 +66,27 @@ pub struct ConnInfo {
     pub proto: &'static str,
     /// Common name of the client certificate the TLS handshake verified.
     pub client_cn: Option<Arc<str>>,
+    /// The peer's address as sent in `X-Forwarded-For`, formatted once per
+    /// connection rather than once per request.
+    forwarded_for: HeaderValue,
 }
 
 impl ConnInfo {
-    /// A plain-HTTP connection from `peer`.
-    pub fn plain(peer: SocketAddr) -> ConnInfo {
+    /// A connection from `peer` over `proto` (`http` or `https`).
+    pub fn new(peer: SocketAddr, proto: &'static str, client_cn: Option<Arc<str>>) -> ConnInfo {
+        let forwarded_for = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
         ConnInfo {
             peer,
-            proto: "http",
-            client_cn: None,
+            proto,
+            client_cn,
+            forwarded_for,
         }
+    }
+
+    /// A plain-HTTP connection from `peer`.
+    pub fn plain(peer: SocketAddr) -> ConnInfo {
+        ConnInfo::new(peer, "http", None)
     }
 }
 
@@ -180,7 +191,9 @@ impl Gateway {
                     response
                 }
             };
-            response.headers_mut().insert("x-request-id", request_id);
+            response
+                .headers_mut()
+                .insert(header::X_REQUEST_ID, request_id);
             info!(
                 status = response.status().as_u16(),
                 micros = started.elapsed().as_micros() as u64,
@@ -236,7 +249,7 @@ impl Gateway {
         header::prepare_request(
             req.headers_mut(),
             authority.as_deref(),
-            conn.peer,
+            &conn.forwarded_for,
             conn.proto,
             request_id,
         );
@@ -334,7 +347,7 @@ fn check_target(req: &Request<Incoming>) -> Result<(), GatewayError> {
 /// a fresh UUIDv4 otherwise.
 fn request_id(req: &Request<Incoming>) -> HeaderValue {
     req.headers()
-        .get("x-request-id")
+        .get(header::X_REQUEST_ID)
         .filter(|v| {
             v.len() <= MAX_REQUEST_ID_LEN
                 && v.as_bytes()
@@ -343,8 +356,9 @@ fn request_id(req: &Request<Incoming>) -> HeaderValue {
         })
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&fresh_request_id().to_string())
-                .unwrap_or(HeaderValue::from_static("-"))
+            let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            let id = fresh_request_id().hyphenated().encode_lower(&mut buf);
+            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
         })
 }
 

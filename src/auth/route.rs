@@ -160,16 +160,14 @@ pub struct Resolved<'a> {
 
 impl Resolved<'_> {
     /// The permission the request needs, or `None` for a public route.
-    pub fn scope(&self) -> Option<Scope> {
+    pub fn scope(self) -> Option<Scope> {
+        let action = self.route.action?;
         let namespace = if self.repo.is_empty() {
-            DEFAULT_NAMESPACE
+            DEFAULT_NAMESPACE.to_owned()
         } else {
-            &self.repo
+            self.repo
         };
-        self.route.action.map(|action| Scope {
-            namespace: namespace.to_owned(),
-            action,
-        })
+        Some(Scope { namespace, action })
     }
 }
 
@@ -177,8 +175,9 @@ impl Resolved<'_> {
 #[derive(Debug)]
 pub struct Routes {
     rows: Vec<RouteDef>,
-    /// Each row's path with its first `/:repo` removed, computed once.
-    templates: Vec<String>,
+    /// Each row's path with its first `/:repo` removed, split into
+    /// segments once.
+    templates: Vec<Box<[Segment]>>,
     depth: usize,
     context_path: Option<String>,
 }
@@ -210,7 +209,13 @@ impl Routes {
         let rows = enabled_rows(options);
         let templates = rows
             .iter()
-            .map(|r| r.path.replacen("/:repo", "", 1))
+            .map(|r| {
+                r.path
+                    .replacen("/:repo", "", 1)
+                    .split('/')
+                    .map(Segment::parse)
+                    .collect()
+            })
             .collect();
         Routes {
             rows,
@@ -258,20 +263,37 @@ impl Routes {
 
         let api = is_api(url);
         let start = if api { 2 } else { 1 };
-        let parts: Vec<&str> = url.split('/').collect();
-
-        // The repository and the remaining path ("noRepoPath"), split on `/`,
-        // when the path is long enough to hold a repository.
-        let with_repo = (parts.len() >= self.depth + start).then(|| {
-            let repo_end = start + self.depth;
-            let repo = parts[start..repo_end].join("/");
-            let tail = format!(
-                "{}/{}",
-                if api { "/api" } else { "" },
-                parts[repo_end..].join("/")
-            );
-            (repo, tail)
-        });
+        // ChartMuseum splits the URL on `/` into parts (`""` first), takes
+        // parts `start..start+depth` as the repository and matches the rest
+        // ("noRepoPath", re-prefixed with `/api` for API routes). The same
+        // split, as byte offsets into `url`, with no allocation: segment `k`
+        // begins after the `k`-th slash.
+        let repo_end = start + self.depth;
+        let slash = |k: usize| url.match_indices('/').nth(k - 1).map(|(i, _)| i);
+        let with_repo = match slash(repo_end) {
+            // At least `repo_end + 1` parts: the repository, then the rest.
+            Some(end) => {
+                let repo = if self.depth == 0 {
+                    ""
+                } else {
+                    slash(start).map_or("", |b| &url[b + 1..end])
+                };
+                Some((repo, &url[end + 1..]))
+            }
+            // Exactly `repo_end` parts: the repository ends the URL.
+            None if url.matches('/').count() + 1 == repo_end => {
+                let repo = slash(start).map_or("", |b| &url[b + 1..]);
+                Some((repo, ""))
+            }
+            None => None,
+        };
+        let tail: Vec<&str> = match with_repo {
+            None => Vec::new(),
+            Some((_, rest)) => {
+                let prefix: &[&str] = if api { &["", "api"] } else { &[""] };
+                prefix.iter().copied().chain(rest.split('/')).collect()
+            }
+        };
 
         let rows = self.rows.iter().zip(&self.templates);
         for (route, template) in rows.filter(|(r, _)| r.method == *method) {
@@ -281,13 +303,13 @@ impl Routes {
                     repo: String::new(),
                 });
             }
-            let Some((repo, tail)) = &with_repo else {
+            let Some((repo, _)) = with_repo else {
                 continue;
             };
-            if segments_match(template, tail) {
+            if segments_match(template, &tail) {
                 return Some(Resolved {
                     route,
-                    repo: repo.clone(),
+                    repo: repo.to_owned(),
                 });
             }
         }
@@ -295,17 +317,33 @@ impl Routes {
     }
 }
 
-/// Segment-wise comparison: equal counts, and every template segment either
-/// holds a `:param` (which captures any segment) or equals the path's.
-fn segments_match(template: &str, path: &str) -> bool {
-    let (mut t, mut p) = (template.split('/'), path.split('/'));
-    loop {
-        match (t.next(), p.next()) {
-            (None, None) => return true,
-            (Some(ts), Some(ps)) if ts.contains(':') || ts == ps => {}
-            _ => return false,
+/// One `/`-separated segment of a route template.
+#[derive(Debug)]
+enum Segment {
+    /// A `:param`, which captures any segment.
+    Param,
+    /// Text the path's segment must equal.
+    Literal(Box<str>),
+}
+
+impl Segment {
+    fn parse(segment: &str) -> Segment {
+        if segment.contains(':') {
+            Segment::Param
+        } else {
+            Segment::Literal(segment.into())
         }
     }
+}
+
+/// Segment-wise comparison: equal counts, and every template segment either
+/// is a `:param` or equals the path's.
+fn segments_match(template: &[Segment], path: &[&str]) -> bool {
+    template.len() == path.len()
+        && template.iter().zip(path).all(|(t, p)| match t {
+            Segment::Param => true,
+            Segment::Literal(l) => **l == **p,
+        })
 }
 
 #[cfg(any(test, feature = "reference"))]

@@ -4,14 +4,12 @@
 //! Verification is strict where ChartMuseum is lax (PROTOCOL.md §2.4): the
 //! key is chosen by `kid` and fixes the algorithm, `exp`, `iss` and `aud` are
 //! required and checked, `nbf` and `iat` may not lie in the future beyond the
-//! configured leeway. A verified token is remembered (moka, keyed by its
-//! SHA-256) only until its own `exp` plus leeway, and the expiry is checked
+//! configured leeway. A verified token is remembered (moka) only until its own `exp` plus leeway, and the expiry is checked
 //! again on every hit, so a cached verdict never outlives the token.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::digest;
 use jsonwebtoken::{Algorithm, Validation};
 use moka::sync::Cache;
 use moka::Expiry;
@@ -95,6 +93,8 @@ impl VerifyPolicy {
 /// exclusive) and only while its key is still trusted.
 #[derive(Debug)]
 struct Verdict {
+    /// The whole token: a hit counts only if it equals the one presented.
+    token: Box<str>,
     claims: Arc<Claims>,
     valid_until: u64,
     kid: String,
@@ -103,10 +103,10 @@ struct Verdict {
 /// Expires each cached verdict when its token does.
 struct UntilTokenExpiry;
 
-impl Expiry<[u8; 32], Arc<Verdict>> for UntilTokenExpiry {
+impl Expiry<CacheKey, Arc<Verdict>> for UntilTokenExpiry {
     fn expire_after_create(
         &self,
-        _key: &[u8; 32],
+        _key: &CacheKey,
         value: &Arc<Verdict>,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -114,6 +114,24 @@ impl Expiry<[u8; 32], Arc<Verdict>> for UntilTokenExpiry {
             value.valid_until.saturating_sub(unix_now()) + 1,
         ))
     }
+}
+
+/// Where a verdict is filed: the token's last [`CACHE_KEY_LEN`] bytes.
+///
+/// For a signed token those are signature bytes, unpredictable without the
+/// key, so distinct tokens share a key only by accident; hashing the whole
+/// token (SHA-256, or even the cache's SipHash) cost more than the rest of
+/// a cache hit. A shared key is harmless: a hit counts only when the stored
+/// token equals the presented one, and only verified tokens are ever stored,
+/// so an attacker can neither plant entries nor flood one bucket.
+type CacheKey = [u8; CACHE_KEY_LEN];
+const CACHE_KEY_LEN: usize = 32;
+
+fn cache_key(token: &str) -> CacheKey {
+    let tail = &token.as_bytes()[token.len().saturating_sub(CACHE_KEY_LEN)..];
+    let mut key = [0u8; CACHE_KEY_LEN];
+    key[..tail.len()].copy_from_slice(tail);
+    key
 }
 
 /// Seconds since the Unix epoch.
@@ -136,7 +154,7 @@ impl std::fmt::Debug for Verifier {
 pub struct Verifier {
     keys: KeySet,
     policy: VerifyPolicy,
-    verdicts: Cache<[u8; 32], Arc<Verdict>>,
+    verdicts: Cache<CacheKey, Arc<Verdict>>,
 }
 
 impl Verifier {
@@ -171,11 +189,8 @@ impl Verifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
         }
-        let id: [u8; 32] = digest::digest(&digest::SHA256, token.as_bytes())
-            .as_ref()
-            .try_into()
-            .unwrap_or([0; 32]);
-        if let Some(verdict) = self.verdicts.get(&id) {
+        let id = cache_key(token);
+        if let Some(verdict) = self.verdicts.get(&id).filter(|v| *v.token == *token) {
             if now >= verdict.valid_until {
                 self.verdicts.invalidate(&id);
                 return Err(TokenError::Expired);
@@ -211,6 +226,7 @@ impl Verifier {
         self.verdicts.insert(
             id,
             Arc::new(Verdict {
+                token: token.into(),
                 claims: claims.clone(),
                 valid_until,
                 kid: kid.to_owned(),

@@ -8,8 +8,6 @@
 //! own `X-Forwarded-*` and `X-Request-Id`, so nothing the client sends can
 //! remove or forge them (SECURITY.md, "header hygiene").
 
-use std::net::SocketAddr;
-
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy `Proxy-Connection`
@@ -60,59 +58,83 @@ fn same_folded(name: &str, owned: &str) -> bool {
         })
 }
 
-/// Removes hop-by-hop headers and those named in `Connection`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+/// Whether `name` is hop-by-hop.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// Whether `name` is one the gateway owns, under any `_`/`.` spelling.
+fn is_owned_by_gateway(name: &HeaderName) -> bool {
+    // Every owned name starts with `a`, `f` or `x`; most headers do not.
+    matches!(name.as_str().as_bytes().first(), Some(b'a' | b'f' | b'x'))
+        && OWNED_BY_GATEWAY
+            .iter()
+            .any(|owned| same_folded(name.as_str(), owned))
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The request id, sent upstream and echoed to the client.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Removes every header for which `doomed` holds, plus those the client
+/// names in `Connection`, in one pass over the names (this runs for every
+/// request and response, so it allocates only when something goes).
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let named: Vec<HeaderName> = match headers.get(CONNECTION) {
+        None => Vec::new(),
+        Some(_) => headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect(),
+    };
+    let gone: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| doomed(k) || named.contains(k))
+        .cloned()
         .collect();
-    for name in named {
+    for name in gone {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
-    }
+}
+
+/// Removes hop-by-hop headers and those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    remove_where(headers, is_hop_by_hop);
 }
 
 /// Prepares a request's headers for the upstream.
 ///
 /// `authority` is the request target's authority, which HTTP/2 clients send
-/// instead of a `Host` header.
+/// instead of a `Host` header; `forwarded_for` is the peer's address as a
+/// header value.
 pub fn prepare_request(
     headers: &mut HeaderMap,
     authority: Option<&str>,
-    peer: SocketAddr,
+    forwarded_for: &HeaderValue,
     proto: &'static str,
     request_id: &HeaderValue,
 ) {
-    strip_hop_by_hop(headers);
     // An absolute-form target's authority wins over Host (RFC 9112 §3.2.2);
     // HTTP/2 sends only the authority.
     let original_host = authority
         .and_then(|a| HeaderValue::from_str(a).ok())
         .or_else(|| headers.get(HOST).cloned());
-    headers.remove(HOST);
-    let owned: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| OWNED_BY_GATEWAY.iter().any(|o| same_folded(k.as_str(), o)))
-        .cloned()
-        .collect();
-    for name in owned {
-        headers.remove(name);
-    }
+    remove_where(headers, |name| {
+        name == HOST || is_hop_by_hop(name) || is_owned_by_gateway(name)
+    });
     // The peer is the only client address we can vouch for; a chain of
     // trusted proxies in front of us would be a configuration option.
-    if let Ok(ip) = HeaderValue::from_str(&peer.ip().to_string()) {
-        headers.insert("x-forwarded-for", ip);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    headers.insert(X_FORWARDED_FOR, forwarded_for.clone());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Some(host) = original_host {
-        headers.insert("x-forwarded-host", host);
+        headers.insert(X_FORWARDED_HOST, host);
     }
-    headers.insert("x-request-id", request_id.clone());
+    headers.insert(X_REQUEST_ID, request_id.clone());
 }
 
 /// Prepares an upstream response's headers for the client. An upstream
@@ -159,13 +181,8 @@ mod tests {
             ("content-type", "multipart/form-data; boundary=x"),
         ]);
         let rid = HeaderValue::from_static("rid-1");
-        prepare_request(
-            &mut h,
-            None,
-            "10.1.2.3:5555".parse().unwrap(),
-            "https",
-            &rid,
-        );
+        let peer = HeaderValue::from_static("10.1.2.3");
+        prepare_request(&mut h, None, &peer, "https", &rid);
         let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(

@@ -11,6 +11,8 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;
+use hyper::header::{HeaderValue, HOST};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, Uri, Version};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -35,6 +37,9 @@ pub struct Upstream {
     max_upload_bytes: u64,
     health: Uri,
     authorization: Option<hyper::header::HeaderValue>,
+    /// `Host` for every upstream request: the upstream URL's authority,
+    /// formatted once (the client would otherwise format it per request).
+    host: Option<HeaderValue>,
 }
 
 /// How long a readiness probe waits for ChartMuseum's `/health`.
@@ -72,6 +77,10 @@ impl Upstream {
             max_upload_bytes: config.max_upload_bytes,
             health: Uri::from_parts(health).unwrap_or_else(|_| config.base.clone()),
             authorization: config.authorization.clone(),
+            host: config
+                .base
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
         }
     }
 
@@ -90,14 +99,15 @@ impl Upstream {
         self.max_upload_bytes
     }
 
-    /// The full upstream URI for a request's `path?query`.
+    /// The full upstream URI for a request's `path?query` (already parsed:
+    /// the request's own is reused, not re-parsed).
     fn target(&self, req: &Request<Incoming>) -> Result<Uri, GatewayError> {
-        let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let mut parts = self.base.clone().into_parts();
         parts.path_and_query = Some(
-            path_and_query
-                .parse()
-                .map_err(|_| GatewayError::Internal("unparsable path and query".into()))?,
+            req.uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
         );
         Uri::from_parts(parts).map_err(|e| GatewayError::Internal(e.to_string()))
     }
@@ -123,6 +133,9 @@ impl Upstream {
         parts.uri = uri;
         // The pool speaks HTTP/1.1 to ChartMuseum whatever the client spoke.
         parts.version = Version::HTTP_11;
+        if let Some(host) = &self.host {
+            parts.headers.insert(HOST, host.clone());
+        }
         // The gateway's own upstream credential, if any; the client's was
         // removed with the other credentials before this point.
         if let Some(auth) = &self.authorization {

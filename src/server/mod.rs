@@ -64,8 +64,19 @@ fn builder(listen: &ListenConfig) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
+        // A client that stops reading leaves every open stream holding a
+        // send buffer and an upstream read buffer; what one connection can
+        // pin grows with both. 256 streams with hyper's 400 KiB buffer let
+        // one such client grow the process by 262 MiB; 100 streams (the
+        // floor RFC 9113 suggests) with 64 KiB, by 32 MiB (h2flood.rs).
+        .max_concurrent_streams(100)
+        .max_send_buf_size(64 * 1024)
         .max_header_list_size(MAX_HEADER_BYTES as u32)
+        // Rapid reset (CVE-2023-44487) and resets the client provokes
+        // (CVE-2025-8671) end in GOAWAY past these counts. They are h2's
+        // defaults, set here because hyper leaves the first one unset.
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
         // Pings find dead h2 peers that would otherwise hold a slot forever.
         .keep_alive_interval(H2_PING_INTERVAL)
         .keep_alive_timeout(H2_PING_TIMEOUT);
@@ -182,11 +193,7 @@ async fn handshake(
                 .and_then(tls::client_common_name)
                 .map(Arc::from);
             let h2 = session.alpn_protocol() == Some(b"h2");
-            let conn = ConnInfo {
-                peer,
-                proto: "https",
-                client_cn,
-            };
+            let conn = ConnInfo::new(peer, "https", client_cn);
             Some((stream, conn, h2))
         }
         Ok(Err(e)) => {

@@ -19,8 +19,8 @@ type Want = Option<(Handler, Option<(&'static str, Action)>)>;
 
 fn check(r: &Routes, method: Method, url: &str, want: Want) {
     let got = r.resolve(&method, url).map(|m| {
-        let scope = m.scope().map(|s| (s.namespace, s.action));
-        (m.route.handler, scope)
+        let handler = m.route.handler;
+        (handler, m.scope().map(|s| (s.namespace, s.action)))
     });
     let want = want.map(|(h, s)| (h, s.map(|(ns, a)| (ns.to_owned(), a))));
     assert_eq!(got, want, "{method} {url} at depth {}", r.depth);
