@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: installs the pinned real tools the tests drive (see
 # scripts/tools.sh), checks formatting and lints, then runs unit,
-# integration and end-to-end tests. This is the README's test command and
-# what .ci/run runs.
+# integration and end-to-end tests, the bounded fuzz run, and the quick
+# benchmark as a report (scripts/tools.sh bench installs Debian's wrk and
+# nginx with apt-get if they are missing). This is the README's test command
+# and what .ci/run runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,5 +22,13 @@ trap 'rm -f "$log"' EXIT
 cargo test --locked --all-targets 2>&1 | tee "$log"
 echo "== fuzz (bounded: ${CHARTGATE_FUZZ_SECONDS:-10}s per target; scripts/fuzz.sh 3600 for long runs)"
 scripts/fuzz.sh "${CHARTGATE_FUZZ_SECONDS:-10}"
+# The quick benchmark, as a report: it fails the run only on the gross
+# regressions bench/run.sh checks (a median ratio to nginx below 0.7, failed
+# requests, upload RSS growth above 32 MB), never on timing noise.
+echo "== benchmark (bench/run.sh --quick, about 3 minutes; fails only on gross regressions)"
+bench_status=0
+{ scripts/tools.sh bench && bench/run.sh --quick; } || bench_status=$?
+[ "$bench_status" -eq 0 ] || echo "== benchmark: gross regression or harness failure (exit $bench_status); see above"
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$bench_status"

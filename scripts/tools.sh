@@ -5,9 +5,13 @@
 # Each tool lands in <cache>/<name>-<version>/ and is linked from <cache>/bin/.
 # A tool already built at its pinned version is not rebuilt.
 #
+# `bench` instead makes sure the Debian packages bench/run.sh drives are
+# installed (wrk, nginx, taskset from util-linux, bc, curl, ss from iproute2),
+# installing the missing ones with apt-get (as root); it starts no service.
+#
 # usage: scripts/tools.sh TOOL...
 #   TOOL: oracle | chartmuseum | helm3 | helm4 | helm-push | cargo-fuzz
-#         | e2e (= oracle helm3 helm4 helm-push)
+#         | e2e (= oracle helm3 helm4 helm-push) | bench
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,13 +27,14 @@ CARGO_FUZZ_VERSION=0.13.2
 say() { printf 'tools: %s\n' "$*" >&2; }
 die() { printf 'tools: error: %s\n' "$*" >&2; exit 1; }
 
-command -v go >/dev/null || die "Go is required to build the pinned tools (go install); none found on PATH"
+need_go() { command -v go >/dev/null || die "Go is required to build the pinned tools (go install); none found on PATH"; }
 
 link() { ln -sfn "$1" "$tools/bin/$2"; }
 
 # The chartmuseum/auth oracle: our Go driver of the real library, keyed by a
 # hash of its sources so an edit rebuilds it.
 install_oracle() {
+    need_go
     local src=$repo/tests/cmauth-oracle
     local hash
     hash=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-16)
@@ -43,6 +48,7 @@ install_oracle() {
 }
 
 install_chartmuseum() {
+    need_go
     local dest=$tools/chartmuseum-$CHARTMUSEUM_VERSION
     if [ ! -x "$dest/bin/chartmuseum" ]; then
         say "building chartmuseum $CHARTMUSEUM_VERSION (go install helm.sh/chartmuseum/cmd/chartmuseum)"
@@ -59,6 +65,7 @@ install_chartmuseum() {
 # Helm stamps its version with -ldflags in its Makefile; do the same so
 # `helm version` and the User-Agent say the full version.
 install_helm() {
+    need_go
     local major=$1 version=$2
     local dest=$tools/helm-$version
     if [ ! -x "$dest/bin/helm" ]; then
@@ -75,6 +82,7 @@ install_helm() {
 # `go install ...@version` also asks the proxy for the module's version list,
 # which the proxy here refuses, while the module itself is served.
 install_helm_push() {
+    need_go
     local dest=$tools/helm-push-$HELM_PUSH_VERSION
     if [ ! -x "$dest/bin/helm-cm-push" ]; then
         say "building helm-push $HELM_PUSH_VERSION (github.com/chartmuseum/helm-push/cmd/helm-cm-push)"
@@ -97,7 +105,67 @@ install_cargo_fuzz() {
     link "$dest/bin/cargo-fuzz" cargo-fuzz
 }
 
-[ $# -gt 0 ] || die "usage: scripts/tools.sh oracle|chartmuseum|helm3|helm4|helm-push|e2e..."
+# Debian packages for bench/run.sh, as command:package.
+BENCH_COMMANDS="wrk:wrk nginx:nginx taskset:util-linux bc:bc curl:curl ss:iproute2 getconf:libc-bin"
+
+# The pid in nginx's default pid file, if that process is alive.
+nginx_service_pid() {
+    local pid
+    pid=$(cat /run/nginx.pid 2>/dev/null) || return 0
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+    return 0
+}
+
+install_bench() {
+    local pair missing=()
+    for pair in $BENCH_COMMANDS; do
+        command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        say "bench tools present: wrk nginx taskset bc curl ss"
+        return 0
+    fi
+    local hint="apt-get install -y --no-install-recommends ${missing[*]}"
+    command -v apt-get >/dev/null || die "bench/run.sh needs the Debian packages ${missing[*]} and there is no apt-get here; install them by hand"
+    [ "$(id -u)" -eq 0 ] || die "bench/run.sh needs the Debian packages ${missing[*]}; installing them needs root: $hint"
+    say "installing Debian packages for bench/run.sh: ${missing[*]}"
+    # Installing nginx would start its service (listening on port 80) where an
+    # init system honours invoke-rc.d: forbid every service start for the
+    # install with a policy-rc.d, unless the machine already has one.
+    local policy=/usr/sbin/policy-rc.d made_policy=
+    if [ ! -e "$policy" ]; then
+        made_policy=1
+        printf '#!/bin/sh\n# scripts/tools.sh bench: start no service while installing\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+        trap "rm -f $policy" EXIT
+    fi
+    local before
+    before=$(nginx_service_pid)
+    apt_install() { DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -q --no-install-recommends "$@"; }
+    if ! apt_install "${missing[@]}"; then
+        # Most often no package lists yet (a fresh machine), or stale ones.
+        say "apt-get install failed; running apt-get update and trying once more"
+        apt-get update -q || die "apt-get update failed, so the bench tools cannot be installed: ${missing[*]}"
+        apt_install "${missing[@]}" || die "could not install the bench tools with: $hint"
+    fi
+    if [ -n "$made_policy" ]; then rm -f "$policy"; trap - EXIT; fi
+    # Should a service have started anyway, stop it: the bench starts its own.
+    local after
+    after=$(nginx_service_pid)
+    if [ -n "$after" ] && [ "$after" != "$before" ]; then
+        say "stopping the nginx service the install started (pid $after)"
+        kill "$after" || true
+        for _ in $(seq 100); do kill -0 "$after" 2>/dev/null || break; sleep 0.05; done
+    fi
+    local still=()
+    for pair in $BENCH_COMMANDS; do
+        command -v "${pair%%:*}" >/dev/null || still+=("${pair%%:*}")
+    done
+    [ ${#still[@]} -eq 0 ] || die "after installing ${missing[*]}, still not on PATH: ${still[*]}"
+    say "installed ${missing[*]}"
+}
+
+[ $# -gt 0 ] || die "usage: scripts/tools.sh oracle|chartmuseum|helm3|helm4|helm-push|cargo-fuzz|e2e|bench..."
 for tool in "$@"; do
     case $tool in
         oracle) install_oracle ;;
@@ -107,6 +175,7 @@ for tool in "$@"; do
         helm-push) install_helm_push ;;
         cargo-fuzz) install_cargo_fuzz ;;
         e2e) install_oracle; install_helm 3 "$HELM3_VERSION"; install_helm 4 "$HELM4_VERSION"; install_helm_push ;;
+        bench) install_bench ;;
         *) die "unknown tool $tool" ;;
     esac
 done
