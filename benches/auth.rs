@@ -14,7 +14,7 @@ use chartgate::auth::token::{unix_now, Claims, Verifier, VerifyPolicy};
 use chartgate::issuer::mint::Minter;
 use criterion::{criterion_group, criterion_main, Criterion};
 use hyper::Method;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
 
 fn access() -> Vec<AccessEntry> {
     vec![AccessEntry {
@@ -25,7 +25,7 @@ fn access() -> Vec<AccessEntry> {
 }
 
 fn benches(c: &mut Criterion) {
-    let (private, public) = generate_rsa_pem().unwrap();
+    let (private, _) = generate_rsa_pem().unwrap();
     let key = SigningKey::from_pem(private.as_bytes(), Algorithm::RS256).unwrap();
     let policy = VerifyPolicy {
         issuer: "chartgate".into(),
@@ -60,6 +60,7 @@ fn benches(c: &mut Criterion) {
         ("EdDSA", &ed, Algorithm::EdDSA),
     ] {
         let key = SigningKey::from_pem(pem.as_bytes(), alg).unwrap();
+        let public = key.public.clone();
         let message = [b'x'; 600];
         c.bench_function(&format!("raw sign {name}"), |b| {
             b.iter(|| key.sign(black_box(&message)).unwrap())
@@ -76,20 +77,75 @@ fn benches(c: &mut Criterion) {
                     .unwrap()
             })
         });
+
+        // Verification per algorithm: the crypto floor (aws-lc, key parsed
+        // once, the token's own signing input) against the full
+        // jsonwebtoken::decode a cache miss runs (header, key, claims).
+        let minted = m.mint("bench", access(), unix_now(), None).unwrap();
+        let (input, sig) = minted.token.rsplit_once('.').unwrap();
+        let sig =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig).unwrap();
+        use aws_lc_rs::signature::{self as sig, KeyPair};
+        let der = pem::parse(pem.as_bytes()).unwrap().into_contents();
+        let (floor, public_der): (&'static dyn sig::VerificationAlgorithm, Vec<u8>) = match alg {
+            Algorithm::RS256 => (
+                &sig::RSA_PKCS1_2048_8192_SHA256,
+                sig::RsaKeyPair::from_pkcs8(&der)
+                    .unwrap()
+                    .public_key()
+                    .as_ref()
+                    .to_vec(),
+            ),
+            Algorithm::ES256 => (
+                &sig::ECDSA_P256_SHA256_FIXED,
+                sig::EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                    .unwrap()
+                    .public_key()
+                    .as_ref()
+                    .to_vec(),
+            ),
+            _ => (
+                &sig::ED25519,
+                sig::Ed25519KeyPair::from_pkcs8(&der)
+                    .unwrap()
+                    .public_key()
+                    .as_ref()
+                    .to_vec(),
+            ),
+        };
+        let parsed = sig::ParsedPublicKey::new(floor, &public_der).unwrap();
+        parsed.verify_sig(input.as_bytes(), &sig).unwrap();
+        c.bench_function(
+            &format!("verify {name}, raw (aws-lc, key parsed once)"),
+            |b| {
+                b.iter(|| {
+                    parsed
+                        .verify_sig(black_box(input.as_bytes()), &sig)
+                        .unwrap()
+                })
+            },
+        );
+        let mut validation = Validation::new(alg);
+        validation.set_audience(&["svc"]);
+        c.bench_function(
+            &format!("verify {name}, uncached (jsonwebtoken::decode)"),
+            |b| {
+                b.iter(|| {
+                    jsonwebtoken::decode::<Claims>(
+                        black_box(&minted.token),
+                        &public.decoding,
+                        &validation,
+                    )
+                    .unwrap()
+                })
+            },
+        );
     }
     let encoding = EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("k".into());
     c.bench_function("jsonwebtoken::encode RS256 (re-parses the key)", |b| {
         b.iter(|| jsonwebtoken::encode(&header, black_box(&token.claims), &encoding).unwrap())
-    });
-    let decoding = DecodingKey::from_rsa_pem(public.as_bytes()).unwrap();
-    let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_audience(&["svc"]);
-    c.bench_function("verify RS256, uncached (jsonwebtoken::decode)", |b| {
-        b.iter(|| {
-            jsonwebtoken::decode::<Claims>(black_box(&token.token), &decoding, &validation).unwrap()
-        })
     });
     verifier.verify(&token.token).unwrap();
     c.bench_function("verify, verdict cache hit", |b| {

@@ -34,6 +34,55 @@ pub fn json(value: &serde_json::Value) -> Body {
     full(serde_json::to_vec(value).unwrap_or_default())
 }
 
+/// A request body that says when it has been sent: the sender fires when
+/// the body ends, and is dropped (which the receiver also sees) if the body
+/// is abandoned first.
+pub struct SignalEnd<B> {
+    inner: B,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl<B> SignalEnd<B> {
+    /// Wraps `inner`; the receiver resolves once it is sent or abandoned.
+    pub fn new(inner: B) -> (SignalEnd<B>, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (
+            SignalEnd {
+                inner,
+                done: Some(tx),
+            },
+            rx,
+        )
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for SignalEnd<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) {
+            if let Some(done) = this.done.take() {
+                let _ = done.send(());
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Reads and discards `body`, up to `limit` bytes and `timeout`. Returns
 /// whether it ended within both, i.e. whether the connection can be reused.
 pub async fn drain<B>(mut body: B, limit: u64, timeout: Duration) -> bool

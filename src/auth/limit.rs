@@ -95,8 +95,12 @@ impl FailureLimiter {
 
     /// Records a success: both counts start over.
     pub fn succeeded(&self, address: IpAddr, account: Option<&str>) {
-        self.by_address.invalidate(&address);
-        if let Some(account) = account {
+        // A read first: nearly every success has nothing to clear, and an
+        // invalidation is a cache write even for an absent key.
+        if self.by_address.contains_key(&address) {
+            self.by_address.invalidate(&address);
+        }
+        if let Some(account) = account.filter(|a| self.by_account.contains_key(*a)) {
             self.by_account.invalidate(account);
         }
     }

@@ -127,8 +127,8 @@ impl Expiry<CacheKey, Arc<Verdict>> for UntilTokenExpiry {
 type CacheKey = [u8; CACHE_KEY_LEN];
 const CACHE_KEY_LEN: usize = 32;
 
-fn cache_key(token: &str) -> CacheKey {
-    let tail = &token.as_bytes()[token.len().saturating_sub(CACHE_KEY_LEN)..];
+fn cache_key(token: &[u8]) -> CacheKey {
+    let tail = &token[token.len().saturating_sub(CACHE_KEY_LEN)..];
     let mut key = [0u8; CACHE_KEY_LEN];
     key[..tail.len()].copy_from_slice(tail);
     key
@@ -179,6 +179,19 @@ impl Verifier {
         self.verify_at(token, unix_now())
     }
 
+    /// The claims of `token` if it equals a token verified before that is
+    /// still valid now and whose key is still trusted; `None` otherwise
+    /// (then [`Verifier::verify`] decides, and says why). Takes raw header
+    /// bytes: a token equal to a verified one passed every syntax check, so
+    /// the request path need not parse it first.
+    pub fn cached(&self, token: &[u8]) -> Option<Arc<Claims>> {
+        let verdict = self.verdicts.get(&cache_key(token))?;
+        (verdict.token.as_bytes() == token
+            && unix_now() < verdict.valid_until
+            && self.keys.get(&verdict.kid).is_some())
+        .then(|| verdict.claims.clone())
+    }
+
     /// Verifies `token` as of `now` (unix seconds). Signature and claims are
     /// checked against the real clock on a cache miss; a cache hit is
     /// re-checked against `now`, which lets tests move the clock.
@@ -189,7 +202,7 @@ impl Verifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
         }
-        let id = cache_key(token);
+        let id = cache_key(token.as_bytes());
         if let Some(verdict) = self.verdicts.get(&id).filter(|v| *v.token == *token) {
             if now >= verdict.valid_until {
                 self.verdicts.invalidate(&id);

@@ -124,9 +124,11 @@ pub fn prepare_request(
     let original_host = authority
         .and_then(|a| HeaderValue::from_str(a).ok())
         .or_else(|| headers.get(HOST).cloned());
+    // `Host` stays: the upstream client replaces it with the upstream's.
     remove_where(headers, |name| {
-        name == HOST || is_hop_by_hop(name) || is_owned_by_gateway(name)
+        is_hop_by_hop(name) || is_owned_by_gateway(name)
     });
+    headers.reserve(4);
     // The peer is the only client address we can vouch for; a chain of
     // trusted proxies in front of us would be a configuration option.
     headers.insert(X_FORWARDED_FOR, forwarded_for.clone());
@@ -189,6 +191,7 @@ mod tests {
             names,
             [
                 "content-type",
+                "host",
                 "user-agent",
                 "x-forwarded-for",
                 "x-forwarded-host",

@@ -1,38 +1,36 @@
 //! The upstream client: the one place that talks to ChartMuseum.
 //!
-//! A pooled hyper-util client; request and response bodies are streamed,
-//! never collected. The request body is wrapped in a byte limit so an
-//! oversized chunked upload is cut off mid-stream (`413`) instead of being
-//! handed whole to the upstream.
+//! Requests go out over the connection [`Pool`]; request and response
+//! bodies are streamed, never collected. The request body is wrapped in a
+//! byte limit so an oversized chunked upload is cut off mid-stream (`413`)
+//! instead of being handed whole to the upstream.
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::CONTENT_LENGTH;
-use hyper::header::{HeaderValue, HOST};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, Uri, Version};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::body::Body;
+use super::pool::{Pool, PoolError, PooledBody};
+use crate::body::{Body, SignalEnd};
 use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
 
-/// Idle pooled connections to keep per upstream host.
-const POOL_MAX_IDLE_PER_HOST: usize = 256;
+/// Idle pooled connections to keep.
+const POOL_MAX_IDLE: usize = 256;
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// ChartMuseum, as the gateway reaches it.
 #[derive(Debug)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
-    base: Uri,
+    pool: Arc<Pool>,
     timeout: Duration,
     max_upload_bytes: u64,
     health: Uri,
@@ -61,21 +59,20 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        let mut health = config.base.clone().into_parts();
-        health.path_and_query = format!("{}/health", context_path.unwrap_or(""))
+        let pool = Pool::new(
+            connector,
+            config.base.clone(),
+            POOL_MAX_IDLE,
+            POOL_IDLE_TIMEOUT,
+        );
+        let health = format!("{}/health", context_path.unwrap_or(""))
             .parse()
-            .ok();
+            .unwrap_or_else(|_| Uri::from_static("/health"));
         Upstream {
-            client,
-            base: config.base.clone(),
+            pool: Arc::new(pool),
             timeout: config.timeout,
             max_upload_bytes: config.max_upload_bytes,
-            health: Uri::from_parts(health).unwrap_or_else(|_| config.base.clone()),
+            health,
             authorization: config.authorization.clone(),
             host: config
                 .base
@@ -86,10 +83,13 @@ impl Upstream {
 
     /// Whether ChartMuseum's `/health` answers 200 within [`PROBE_TIMEOUT`].
     pub async fn is_healthy(&self) -> bool {
-        let req = Request::get(self.health.clone()).body(crate::body::empty());
-        let Ok(req) = req else { return false };
+        let mut req = Request::new(crate::body::empty());
+        *req.uri_mut() = self.health.clone();
+        if let Some(host) = &self.host {
+            req.headers_mut().insert(HOST, host.clone());
+        }
         matches!(
-            tokio::time::timeout(PROBE_TIMEOUT, self.client.request(req)).await,
+            tokio::time::timeout(PROBE_TIMEOUT, self.pool.send(req)).await,
             Ok(Ok(r)) if r.status() == hyper::StatusCode::OK
         )
     }
@@ -99,17 +99,16 @@ impl Upstream {
         self.max_upload_bytes
     }
 
-    /// The full upstream URI for a request's `path?query` (already parsed:
-    /// the request's own is reused, not re-parsed).
-    fn target(&self, req: &Request<Incoming>) -> Result<Uri, GatewayError> {
-        let mut parts = self.base.clone().into_parts();
-        parts.path_and_query = Some(
+    /// The origin-form target for the upstream: the request's own
+    /// `path?query`, already parsed (an absolute-form target loses its
+    /// scheme and authority here).
+    fn target(req: &Request<Incoming>) -> Uri {
+        Uri::from(
             req.uri()
                 .path_and_query()
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
-        Uri::from_parts(parts).map_err(|e| GatewayError::Internal(e.to_string()))
+        )
     }
 
     /// Sends `req` (headers already prepared) upstream and returns its
@@ -118,7 +117,7 @@ impl Upstream {
     /// # Errors
     /// `PayloadTooLarge` when the body passes the cap, `UpstreamTimeout` when
     /// no response head arrives in time, `UpstreamUnavailable` otherwise.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, GatewayError> {
+    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<PooledBody>, GatewayError> {
         let limit = self.max_upload_bytes;
         let declared = req
             .headers()
@@ -128,7 +127,7 @@ impl Upstream {
         if declared.is_some_and(|n| n > limit) {
             return Err(GatewayError::PayloadTooLarge { limit });
         }
-        let uri = self.target(&req)?;
+        let uri = Self::target(&req);
         let (mut parts, body) = req.into_parts();
         parts.uri = uri;
         // The pool speaks HTTP/1.1 to ChartMuseum whatever the client spoke.
@@ -144,22 +143,37 @@ impl Upstream {
                 .insert(hyper::header::AUTHORIZATION, auth.clone());
         }
         let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-        let body = Limited::new(body, limit_usize).boxed();
+        // The response deadline starts once the request body is sent: a
+        // large upload over a slow link may take longer than `timeout`, and
+        // a stalled one is cut off by the listener's stall timeouts instead.
+        let (body, sent) = if http_body::Body::is_end_stream(&body) {
+            (Limited::new(body, limit_usize).boxed(), None)
+        } else {
+            let (body, sent) = SignalEnd::new(body);
+            (Limited::new(body, limit_usize).boxed(), Some(sent))
+        };
         let outbound = Request::from_parts(parts, body);
-
-        match tokio::time::timeout(self.timeout, self.client.request(outbound)).await {
-            Err(_) => Err(GatewayError::UpstreamTimeout),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if caused_by_length_limit(&e) => {
-                Err(GatewayError::PayloadTooLarge { limit })
+        let deadline = async {
+            if let Some(sent) = sent {
+                let _ = sent.await;
             }
-            Ok(Err(e)) => Err(GatewayError::UpstreamUnavailable(Box::new(e))),
+            tokio::time::sleep(self.timeout).await;
+        };
+
+        tokio::select! {
+            biased;
+            exchanged = self.pool.send(outbound) => match exchanged {
+                Ok(response) => Ok(response),
+                Err(e) if caused_by_length_limit(&e) => Err(GatewayError::PayloadTooLarge { limit }),
+                Err(e) => Err(GatewayError::UpstreamUnavailable(Box::new(e))),
+            },
+            () = deadline => Err(GatewayError::UpstreamTimeout),
         }
     }
 }
 
 /// Whether the client error was our own body limit tripping.
-fn caused_by_length_limit(err: &hyper_util::client::legacy::Error) -> bool {
+fn caused_by_length_limit(err: &PoolError) -> bool {
     let mut source = err.source();
     while let Some(e) = source {
         if e.is::<http_body_util::LengthLimitError>() {
@@ -171,6 +185,6 @@ fn caused_by_length_limit(err: &hyper_util::client::legacy::Error) -> bool {
 }
 
 /// Converts the streaming upstream response into the gateway's body type.
-pub fn into_body(response: Response<Incoming>) -> Response<Body> {
+pub fn into_body(response: Response<PooledBody>) -> Response<Body> {
     response.map(|b| b.map_err(Into::into).boxed())
 }
