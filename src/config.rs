@@ -36,6 +36,11 @@ pub struct ListenConfig {
     pub addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     pub header_read_timeout: Duration,
+    /// How long a connection may sit with a read pending and nothing moving
+    /// either way: a stalled upload, a silent client, an idle keep-alive.
+    pub read_timeout: Duration,
+    /// How long a write to the client may stay pending (it stopped reading).
+    pub write_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
     pub worker_threads: Option<usize>,
@@ -314,6 +319,14 @@ impl RawConfig {
             "listen.header_read_timeout must be more than zero"
         );
         ensure!(
+            !l.read_timeout.is_zero(),
+            "listen.read_timeout must be more than zero"
+        );
+        ensure!(
+            !l.write_timeout.is_zero(),
+            "listen.write_timeout must be more than zero"
+        );
+        ensure!(
             l.addr
                 .is_none_or(|a| a.port() == 0 || l.admin_addr != Some(a)),
             "listen.admin_addr must differ from listen.addr"
@@ -537,6 +550,8 @@ impl RawConfig {
                 addr: l.addr,
                 admin_addr: l.admin_addr,
                 header_read_timeout: l.header_read_timeout,
+                read_timeout: l.read_timeout,
+                write_timeout: l.write_timeout,
                 max_connections: l.max_connections,
                 shutdown_grace: l.shutdown_grace,
                 worker_threads: l.worker_threads,

@@ -51,6 +51,13 @@ pub struct RawListen {
     pub admin_addr: Option<SocketAddr>,
     #[serde(with = "humantime_serde", default = "defaults::header_read_timeout")]
     pub header_read_timeout: Duration,
+    /// A downstream read may stay pending this long with nothing moving
+    /// either way before the connection is closed.
+    #[serde(with = "humantime_serde", default = "defaults::read_timeout")]
+    pub read_timeout: Duration,
+    /// A downstream write may stay pending this long.
+    #[serde(with = "humantime_serde", default = "defaults::write_timeout")]
+    pub write_timeout: Duration,
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
     #[serde(with = "humantime_serde", default = "defaults::shutdown_grace")]
@@ -181,6 +188,16 @@ pub(super) mod defaults {
     use std::time::Duration;
     pub fn header_read_timeout() -> Duration {
         Duration::from_secs(10)
+    }
+    /// Above `upstream_timeout`, so a client waiting in silence for a slow
+    /// upstream gets its 504 rather than a closed connection; above the h2
+    /// ping interval (30s); nginx's `keepalive_timeout` default.
+    pub fn read_timeout() -> Duration {
+        Duration::from_secs(75)
+    }
+    /// nginx's `send_timeout` default.
+    pub fn write_timeout() -> Duration {
+        Duration::from_secs(60)
     }
     pub fn max_connections() -> usize {
         10_000

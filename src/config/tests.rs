@@ -49,6 +49,8 @@ fn good_config_gets_defaults() {
     assert_eq!(c.issuer.path, "/oauth/token");
     assert_eq!(c.issuer.token_ttl, Duration::from_secs(300));
     assert_eq!(c.upstream.max_upload_bytes, 20 * 1024 * 1024);
+    assert_eq!(c.listen.read_timeout, Duration::from_secs(75));
+    assert_eq!(c.listen.write_timeout, Duration::from_secs(60));
     let master = c.accounts.by_api_key("0123456789abcdef-master", 0).unwrap();
     assert_eq!(master.id, "master");
     assert!(master
@@ -99,6 +101,31 @@ fn every_bad_key_is_named() {
             "admin_addr = \"127.0.0.1:9090\"",
             "admin_addr = \"127.0.0.1:9090\"\nworker_threads = 0",
             "listen.worker_threads",
+        ),
+        (
+            "admin_addr = \"127.0.0.1:9090\"",
+            "admin_addr = \"127.0.0.1:9090\"\nread_timeout = \"0s\"",
+            "listen.read_timeout",
+        ),
+        (
+            "admin_addr = \"127.0.0.1:9090\"",
+            "admin_addr = \"127.0.0.1:9090\"\nwrite_timeout = \"0s\"",
+            "listen.write_timeout",
+        ),
+        (
+            "admin_addr = \"127.0.0.1:9090\"",
+            "admin_addr = \"127.0.0.1:9090\"\nread_timeout = \"a minute\"",
+            "read_timeout",
+        ),
+        (
+            "admin_addr = \"127.0.0.1:9090\"",
+            "admin_addr = \"127.0.0.1:9090\"\nwrite_timeout = 60",
+            "write_timeout",
+        ),
+        (
+            "admin_addr = \"127.0.0.1:9090\"",
+            "admin_addr = \"127.0.0.1:9090\"\nread_timout = \"60s\"",
+            "read_timout",
         ),
         (
             "key = { env = \"MASTER\" }",

@@ -7,11 +7,15 @@
 //! a timer, so the header-read timeout is actually armed, and is watched by
 //! a `GracefulShutdown` that the drain waits on, bounded by the grace period.
 //! TLS handshakes run inside the connection task, under their own timeout.
+//! Every served stream is wrapped in [`stall::Stall`], so a client that
+//! stops sending or stops reading is cut off after `listen.read_timeout` or
+//! `listen.write_timeout`.
 
 pub mod admin;
 pub mod devcert;
 pub mod reload;
 pub mod shutdown;
+pub mod stall;
 pub mod tls;
 
 use std::future::Future;
@@ -36,6 +40,7 @@ use crate::config::{ListenConfig, TlsConfig};
 use crate::gateway::ConnInfo;
 use admin::Admin;
 use reload::Live;
+use stall::{Stall, StallTimeouts};
 
 /// Largest request head (line plus headers) read, in bytes; a larger one
 /// is answered `431` by hyper.
@@ -84,6 +89,8 @@ fn builder(listen: &ListenConfig) -> auto::Builder<TokioExecutor> {
 }
 
 /// How often an idle h2 connection is pinged, and how long the answer may take.
+/// A ping and its answer are traffic, so a `listen.read_timeout` above the
+/// interval never closes an h2 connection whose peer answers.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -102,22 +109,26 @@ struct Shared {
     graceful: GracefulShutdown,
     slots: Arc<Semaphore>,
     first_byte_timeout: Duration,
+    stall: StallTimeouts,
 }
 
-/// Serves one established connection (plain or TLS) until it ends; the
-/// drain waits for it through `watcher`.
+/// Serves one established connection (plain or TLS) until it ends or
+/// stalls; the drain waits for it through `watcher`.
 fn serve<S>(
     live: Arc<Live>,
     builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
     io: S,
+    stall: StallTimeouts,
     conn: ConnInfo,
     permit: OwnedSemaphorePermit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req: Request<Incoming>| live.get().handle(req, conn.clone()));
-    let connection = watcher.watch(builder.serve_connection(TokioIo::new(io), svc).into_owned());
+    // Boxed once per connection: the stall timers must stay pinned.
+    let io = TokioIo::new(Box::pin(Stall::new(io, stall)));
+    let connection = watcher.watch(builder.serve_connection(io, svc).into_owned());
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             debug!(error = %e, "connection ended with an error");
@@ -147,12 +158,13 @@ async fn accept_loop(shared: &Shared, listener: TcpListener, tls: Option<(TlsAcc
         let live = shared.live.clone();
         let builder = shared.builder.clone();
         let first_byte_timeout = shared.first_byte_timeout;
+        let stall = shared.stall;
         match &tls {
             None => {
                 tokio::spawn(async move {
                     if first_byte(&stream, first_byte_timeout).await {
                         let conn = ConnInfo::plain(peer);
-                        serve(live, &builder, watcher, stream, conn, permit);
+                        serve(live, &builder, watcher, stream, stall, conn, permit);
                     }
                 });
             }
@@ -169,7 +181,7 @@ async fn accept_loop(shared: &Shared, listener: TcpListener, tls: Option<(TlsAcc
                         } else {
                             builder.http1_only()
                         };
-                        serve(live, &builder, watcher, stream, conn, permit);
+                        serve(live, &builder, watcher, stream, stall, conn, permit);
                     }
                 });
             }
@@ -226,6 +238,10 @@ pub async fn run(
         graceful: GracefulShutdown::new(),
         slots: Arc::new(Semaphore::new(listen.max_connections)),
         first_byte_timeout: listen.header_read_timeout,
+        stall: StallTimeouts {
+            read: listen.read_timeout,
+            write: listen.write_timeout,
+        },
     };
     let draining = admin
         .as_ref()
@@ -270,6 +286,7 @@ pub async fn run(
             };
             let admin = admin.clone();
             let svc = service_fn(move |req| admin.clone().handle(req));
+            let stream = Box::pin(Stall::new(stream, shared.stall));
             let conn = shared
                 .builder
                 .serve_connection(TokioIo::new(stream), svc)

@@ -4,6 +4,7 @@
 mod accounts;
 mod attacks;
 mod common;
+mod exhaustion;
 mod h2flood;
 mod issuer;
 mod leaks;
@@ -11,4 +12,5 @@ mod lifecycle;
 mod limits;
 mod oracle;
 mod proxy;
+mod slow;
 mod tls;

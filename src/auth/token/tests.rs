@@ -275,7 +275,11 @@ fn a_cached_verdict_dies_with_its_key() {
     assert!(v.verify(&token).is_ok());
     // The operator replaces the trusted key; the cached verdict must not survive.
     std::fs::write(&file, generate_rsa_pem().unwrap().1).unwrap();
-    std::thread::sleep(Duration::from_millis(5));
+    // The refresher re-reads every 1 ms; wait (bounded) until it has.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while v.verify(&token).is_ok() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     assert!(matches!(v.verify(&token), Err(TokenError::UnknownKey)));
     std::fs::remove_dir_all(&dir).unwrap();
 }
