@@ -3,8 +3,9 @@
 //!
 //! [`run`] takes pre-bound listeners and a shutdown future, so tests bind
 //! port 0 and hand the listener over (no fixed ports, no sleeps). Each
-//! connection is served by hyper-util's auto builder (HTTP/1.1 and h2) with
-//! a timer, so the header-read timeout is actually armed, and is watched by
+//! connection is served by hyper's HTTP/1.1 or h2 builder (chosen by ALPN,
+//! or by a peek at a plain connection's first bytes) with a timer, so the
+//! header-read timeout is actually armed, and is watched by
 //! a `GracefulShutdown` that the drain waits on, bounded by the grace period.
 //! TLS handshakes run inside the connection task, under their own timeout.
 //! Every served stream is wrapped in [`stall::Stall`], so a client that
@@ -25,10 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -59,16 +60,27 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
 }
 
-fn builder(listen: &ListenConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+/// The HTTP/1.1 and h2 connection builders, configured once. The protocol
+/// is known before a connection is served (ALPN, or a peek at a plain
+/// connection's first bytes), so each connection gets its own protocol's
+/// builder directly: hyper-util's auto builder would put a rewind buffer
+/// under every read for the connection's whole life.
+#[derive(Clone)]
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+fn builders(listen: &ListenConfig) -> Builders {
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(listen.header_read_timeout)
+        // The head limit proper; the buffer cap alone is only checked
+        // between reads, so one large read could carry a head past it.
+        .max_header_size(MAX_HEADER_BYTES)
         .max_buf_size(MAX_HEADER_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         // A client that stops reading leaves every open stream holding a
         // send buffer and an upstream read buffer; what one connection can
         // pin grows with both. 256 streams with hyper's 400 KiB buffer let
@@ -85,7 +97,7 @@ fn builder(listen: &ListenConfig) -> auto::Builder<TokioExecutor> {
         // Pings find dead h2 peers that would otherwise hold a slot forever.
         .keep_alive_interval(H2_PING_INTERVAL)
         .keep_alive_timeout(H2_PING_TIMEOUT);
-    builder
+    Builders { h1, h2 }
 }
 
 /// How often an idle h2 connection is pinged, and how long the answer may take.
@@ -94,18 +106,33 @@ fn builder(listen: &ListenConfig) -> auto::Builder<TokioExecutor> {
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Waits, bounded, for a plain connection's first byte. hyper-util's
-/// protocol detection reads before any of hyper's timers run, so without
-/// this a silent socket would hold a connection slot forever.
-async fn first_byte(stream: &TcpStream, timeout: Duration) -> bool {
-    let mut byte = [0u8; 1];
-    matches!(tokio::time::timeout(timeout, stream.peek(&mut byte)).await, Ok(Ok(n)) if n > 0)
+/// The h2 connection preface's first bytes; no HTTP/1 method starts so.
+const H2_PREFACE_START: &[u8] = b"PRI";
+
+/// Waits, bounded, for a plain connection's first bytes and tells whether
+/// it speaks h2 (prior knowledge) or HTTP/1.1; `None` if nothing arrived in
+/// time. Without this bound a silent socket would hold a connection slot
+/// forever: no hyper timer runs before the first byte.
+async fn sniff(stream: &TcpStream, timeout: Duration) -> Option<bool> {
+    let look = async {
+        let mut head = [0u8; 3];
+        loop {
+            let n = stream.peek(&mut head).await.ok().filter(|&n| n > 0)?;
+            if n == head.len() || !H2_PREFACE_START.starts_with(&head[..n]) {
+                return Some(&head[..n] == H2_PREFACE_START);
+            }
+            // A preface split across packets: peeking again at once would
+            // spin on the same bytes.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(timeout, look).await.ok().flatten()
 }
 
 /// Everything a connection task needs, shared by the accept loops.
 struct Shared {
     live: Arc<Live>,
-    builder: auto::Builder<TokioExecutor>,
+    builders: Builders,
     graceful: GracefulShutdown,
     slots: Arc<Semaphore>,
     first_byte_timeout: Duration,
@@ -114,9 +141,11 @@ struct Shared {
 
 /// Serves one established connection (plain or TLS) until it ends or
 /// stalls; the drain waits for it through `watcher`.
+#[allow(clippy::too_many_arguments)]
 fn serve<S>(
     live: Arc<Live>,
-    builder: &auto::Builder<TokioExecutor>,
+    builders: &Builders,
+    h2: bool,
     watcher: Watcher,
     io: S,
     stall: StallTimeouts,
@@ -128,13 +157,24 @@ fn serve<S>(
     let svc = service_fn(move |req: Request<Incoming>| live.get().handle(req, conn.clone()));
     // Boxed once per connection: the stall timers must stay pinned.
     let io = TokioIo::new(Box::pin(Stall::new(io, stall)));
-    let connection = watcher.watch(builder.serve_connection(io, svc).into_owned());
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            debug!(error = %e, "connection ended with an error");
-        }
-        drop(permit);
-    });
+    if h2 {
+        let connection = watcher.watch(builders.h2.serve_connection(io, svc));
+        tokio::spawn(drive(connection, permit));
+    } else {
+        let connection = watcher.watch(builders.h1.serve_connection(io, svc));
+        tokio::spawn(drive(connection, permit));
+    }
+}
+
+/// Runs a connection to its end, then frees its slot.
+async fn drive(
+    connection: impl Future<Output = Result<(), hyper::Error>>,
+    permit: OwnedSemaphorePermit,
+) {
+    if let Err(e) = connection.await {
+        debug!(error = %e, "connection ended with an error");
+    }
+    drop(permit);
 }
 
 /// Accepts until the listener fails for good; `tls` turns on the handshake.
@@ -156,15 +196,15 @@ async fn accept_loop(shared: &Shared, listener: TcpListener, tls: Option<(TlsAcc
         let _ = stream.set_nodelay(true);
         let watcher = shared.graceful.watcher();
         let live = shared.live.clone();
-        let builder = shared.builder.clone();
+        let builders = shared.builders.clone();
         let first_byte_timeout = shared.first_byte_timeout;
         let stall = shared.stall;
         match &tls {
             None => {
                 tokio::spawn(async move {
-                    if first_byte(&stream, first_byte_timeout).await {
+                    if let Some(h2) = sniff(&stream, first_byte_timeout).await {
                         let conn = ConnInfo::plain(peer);
-                        serve(live, &builder, watcher, stream, stall, conn, permit);
+                        serve(live, &builders, h2, watcher, stream, stall, conn, permit);
                     }
                 });
             }
@@ -174,14 +214,8 @@ async fn accept_loop(shared: &Shared, listener: TcpListener, tls: Option<(TlsAcc
                     if let Some((stream, conn, h2)) =
                         handshake(acceptor, stream, peer, timeout).await
                     {
-                        // ALPN already chose the protocol: skip detection,
-                        // which reads with no timer running.
-                        let builder = if h2 {
-                            builder.http2_only()
-                        } else {
-                            builder.http1_only()
-                        };
-                        serve(live, &builder, watcher, stream, stall, conn, permit);
+                        // ALPN already chose the protocol.
+                        serve(live, &builders, h2, watcher, stream, stall, conn, permit);
                     }
                 });
             }
@@ -234,7 +268,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let shared = Shared {
         live,
-        builder: builder(&listen),
+        builders: builders(&listen),
         graceful: GracefulShutdown::new(),
         slots: Arc::new(Semaphore::new(listen.max_connections)),
         first_byte_timeout: listen.header_read_timeout,
@@ -287,10 +321,11 @@ pub async fn run(
             let admin = admin.clone();
             let svc = service_fn(move |req| admin.clone().handle(req));
             let stream = Box::pin(Stall::new(stream, shared.stall));
+            // Probes speak HTTP/1.1.
             let conn = shared
-                .builder
-                .serve_connection(TokioIo::new(stream), svc)
-                .into_owned();
+                .builders
+                .h1
+                .serve_connection(TokioIo::new(stream), svc);
             let conn = shared.graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
