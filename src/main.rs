@@ -1,5 +1,11 @@
 //! The `chartgate` binary: parse the command line, load the config, serve.
 
+/// A streaming proxy allocates and frees response-sized buffers on every
+/// request; glibc's allocator grew and trimmed its heap around them (brk and
+/// a page fault per 64 KiB download), mimalloc reuses them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
