@@ -20,10 +20,10 @@
 # usage: bench/run.sh [--quick]      (quick: 3 rounds of 3 s, for CI)
 # Needs wrk, nginx, taskset, bc, curl, ss: scripts/tools.sh bench installs them.
 # Prints figures and ratios; exits non-zero only on gross regressions: a
-# median ratio to nginx below 0.7 in any case that has one (cached, basic,
-# 2 MB, 64 KB, 5 MB, uploads; 0.25 for fresh, bounded by RS256), failed
-# requests, upload RSS growth
-# above 32 MB. CPU and latency at the fixed load are reported, never gated.
+# median ratio to nginx below its floor in any case that has one (0.7 for
+# 2 MB, 5 MB and uploads; 0.55 for cached, basic and 64 KB; 0.25 for fresh:
+# see the floors below), failed requests, upload RSS growth above 32 MB.
+# CPU and latency at the fixed load are reported, never gated.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 began=$(date +%s)
@@ -308,15 +308,18 @@ median() { python3 -c 'import statistics,sys; print(f"{statistics.median(float(x
 echo "chartgate benchmark: $(nproc) cores, $rounds rounds x ${secs}s, 32 connections; ratios are per round against nginx"
 printf '%-40s %s\n' "origin (nginx static, no proxy)" "$(median "${results[origin]}")"
 printf '%-40s %s\n' "nginx plain proxy, 10 KB index" "$(median "${results[nginx]}")"
-report "chartgate cached, 10 KB index" cached nginx req/s
-# The cache-miss case is bounded by RS256 verification (docs/PERFORMANCE.md:
-# the crypto floor alone caps it near 0.46x nginx here; it measures 0.35),
-# so its gross-regression floor is 70% of what it measures, not 0.7.
+# Gross-regression floors. 0.7 where chartgate is at or above nginx; for the
+# small-response cases, still short of their targets (docs/PERFORMANCE.md:
+# hyper's own per-request work exceeds nginx's whole), 70% of what they
+# measure (cached 0.77, basic 0.75, 64 KB 0.79), so that noise in three short
+# rounds never fails the run; the cache-miss case is bounded by RS256
+# verification (it measures 0.37) and gets 70% of that.
+report "chartgate cached, 10 KB index" cached nginx req/s "" 0.55
 report "chartgate fresh, 10 KB index" fresh nginx req/s "" 0.25
-report "chartgate basic, 10 KB index" basic nginx req/s
-for pair in "2m:2 MB index" "64k:64 KB chart" "5m:5 MB chart"; do
-    k=${pair%%:*}; label=${pair#*:}
-    report "chartgate $label" "gate-$k" "nginx-$k" req/s show-nginx
+report "chartgate basic, 10 KB index" basic nginx req/s "" 0.55
+for case in "2m:2 MB index:0.7" "64k:64 KB chart:0.55" "5m:5 MB chart:0.7"; do
+    IFS=: read -r k label floor <<<"$case"
+    report "chartgate $label" "gate-$k" "nginx-$k" req/s show-nginx "$floor"
 done
 
 # --- fixed offered load: CPU per request, latency ------------------------------
