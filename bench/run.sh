@@ -413,5 +413,5 @@ status=0
 [ "$failures" -eq 0 ] || { echo "bench: FAIL: $failures failed requests"; status=1; }
 for l in "${low[@]}"; do echo "bench: FAIL: median ratio to nginx below 0.7: $l"; status=1; done
 [ "$growth_mb" -le 32 ] || { echo "bench: FAIL: upload RSS growth $growth_mb MB > 32 MB"; status=1; }
-[ "$status" -ne 0 ] || echo "bench: no gross regression (every median ratio to nginx >= 0.7, no failed request, upload RSS growth <= 32 MB)"
+[ "$status" -ne 0 ] || echo "bench: no gross regression (every median ratio to nginx at or above its floor, no failed request, upload RSS growth <= 32 MB)"
 exit $status
