@@ -21,8 +21,8 @@
 # Needs wrk, nginx, taskset, bc, curl, ss: scripts/tools.sh bench installs them.
 # Prints figures and ratios; exits non-zero only on gross regressions: a
 # median ratio to nginx below its floor in any case that has one (0.7 for
-# 2 MB, 5 MB and uploads; 0.55 for cached, basic and 64 KB; 0.25 for fresh:
-# see the floors below), failed requests, upload RSS growth above 32 MB.
+# 2 MB and 5 MB; 0.55 for cached, basic and 64 KB; 0.5 for uploads; 0.25 for
+# fresh: see the floors below), failed requests, upload RSS growth above 32 MB.
 # CPU and latency at the fixed load are reported, never gated.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -397,7 +397,10 @@ for streams in 1 4; do
             fi
         done
     done
-    report "100 MB upload x $streams" "up$streams-gate" "up$streams-nginx" MB/s show-nginx
+    # Uploads sit at about 1.0x nginx (full run: 0.96 and 1.05), but a quick
+    # run's three upload rounds spread widely (seen: 0.65..1.04), so their
+    # floor is 0.5: a halving, not noise.
+    report "100 MB upload x $streams" "up$streams-gate" "up$streams-nginx" MB/s show-nginx 0.5
     printf '%-40s %d MB\n' "  peak RSS growth, worst round" "$grown_max"
     [ "$grown_max" -le "$growth_mb" ] || growth_mb=$grown_max
 done
