@@ -5,13 +5,14 @@
 //!
 //! The folders follow a request through the gateway:
 //!
-//! - [`server`]: listeners, per-connection tasks, limits, graceful drain,
-//!   and the admin listener (`/healthz`, `/readyz`).
+//! - [`server`]: listeners, per-connection tasks, limits and stall timeouts,
+//!   graceful drain, and the admin listener (`/healthz`, `/readyz`).
 //! - [`gateway`]: the per-request flow and the single access-log line.
 //! - [`auth`]: canonical paths, ChartMuseum's route table, scopes,
 //!   credentials, token verification, keys and the `WWW-Authenticate` challenge.
 //! - [`issuer`]: the `/oauth/token` endpoint and token minting.
-//! - [`proxy`]: header hygiene and the pooled, streaming upstream client.
+//! - [`proxy`]: header hygiene, the streaming upstream client and its
+//!   connection pool.
 //! - [`error`]: every failure and the one place it becomes a status.
 //! - [`config`], [`body`], [`telemetry`]: the supporting nouns.
 //!
