@@ -489,3 +489,41 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// The real `chartgate` binary serving `config`, its log lines, and the
+/// address it reported listening on.
+pub struct Binary {
+    pub child: KillOnDrop,
+    pub lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    pub addr: SocketAddr,
+}
+
+/// Starts the real binary on the config file at `config`, with the signing
+/// key in `KEY`, the master key in `MASTER` and `env` besides, logging at
+/// info; returns once it reports its listening address. Its log is drained
+/// for its whole life, so logging never blocks it.
+pub async fn spawn_binary(config: &Path, env: &[(&str, &str)]) -> Binary {
+    use std::io::{BufRead, BufReader};
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chartgate"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("KEY", &signing_pem().0)
+        .env("MASTER", MASTER_KEY)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(Some(child));
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stderr = child.0.as_mut().unwrap().stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let line = wait_for(&mut lines, "INFO listening addr=").await;
+    let addr = line.rsplit("addr=").next().unwrap().trim().parse().unwrap();
+    Binary { child, lines, addr }
+}

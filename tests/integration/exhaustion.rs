@@ -10,7 +10,6 @@
 //! phase, so a short spike between two samples is still counted.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,7 +20,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use crate::common::*;
 
@@ -67,28 +65,7 @@ async fn start_gateway(upstream: SocketAddr) -> RunningGateway {
         )
         .replace("UPSTREAM", &upstream.to_string());
     std::fs::write(&path, text).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chartgate"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("KEY", &signing_pem().0)
-        .env("MASTER", MASTER_KEY)
-        .env("OLD", OLD_KEY)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(Some(child));
-    let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
-    let stderr = child.0.as_mut().unwrap().stderr.take().unwrap();
-    // Drains the log for the child's whole life, so logging never blocks it.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let line = wait_for(&mut lines, "INFO listening addr=").await;
-    let addr = line.rsplit("addr=").next().unwrap().trim().parse().unwrap();
+    let Binary { child, addr, .. } = spawn_binary(&path, &[("OLD", OLD_KEY)]).await;
     RunningGateway { child, addr, dir }
 }
 

@@ -1001,32 +1001,12 @@ const NEVER_READ_BUDGET: usize = 96 << 20;
 /// (its own, so its memory can be measured) must not grow without bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_pins_bounded_memory() {
-    use std::io::{BufRead, BufReader};
     let (up_addr, requests, pulled) = big_body_upstream(16 << 20).await;
     let dir = std::env::temp_dir().join(format!("chartgate-h2mem-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("chartgate.toml");
     std::fs::write(&path, BASE_CONFIG.replace("UPSTREAM", &up_addr.to_string())).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chartgate"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("KEY", &signing_pem().0)
-        .env("MASTER", MASTER_KEY)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(Some(child));
-    let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
-    let stderr = child.0.as_mut().unwrap().stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let line = wait_for(&mut lines, "INFO listening addr=").await;
-    let addr: SocketAddr = line.rsplit("addr=").next().unwrap().trim().parse().unwrap();
+    let Binary { child, addr, .. } = spawn_binary(&path, &[]).await;
     let auth = format!("Bearer {MASTER_KEY}");
     // A normal download first: the path works, and the allocator is warm.
     let (status, len) = h2_get(addr, "/org1/repo1/charts/small-0.1.0.tgz", &auth).await;

@@ -219,34 +219,18 @@ async fn a_replaced_gateway_serves_the_next_request() {
 /// the new file is broken.
 #[tokio::test]
 async fn sighup_reloads_and_a_broken_file_keeps_the_old_config() {
-    use std::io::{BufRead, BufReader};
     let up = spawn_upstream(Behaviour::Normal).await;
     let dir = std::env::temp_dir().join(format!("chartgate-hup-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("chartgate.toml");
     let allow = BASE_CONFIG.replace("UPSTREAM", &up.addr.to_string());
     std::fs::write(&path, &allow).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_chartgate"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("KEY", &signing_pem().0)
-        .env("MASTER", MASTER_KEY)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // Killed on drop, so a failed assertion never leaves it running.
-    let mut child = KillOnDrop(Some(child));
-    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let stderr = child.0.as_mut().unwrap().stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let line = wait_for(&mut lines, "INFO listening addr=").await;
-    let addr = line.rsplit("addr=").next().unwrap().trim().to_owned();
+    let Binary {
+        mut child,
+        mut lines,
+        addr,
+    } = spawn_binary(&path, &[]).await;
     let url = format!("http://{addr}/org1/repo1/index.yaml");
     let key = format!("Bearer {MASTER_KEY}");
     assert_eq!(get(&url, Some(&key)).await.status, 200);
