@@ -75,20 +75,27 @@ proxy_server() {
     }
 NGINX
 }
-# nginx.conf: the origin alone.
-cat > "$work/nginx.conf" <<NGINX
+# nginx_conf NAME BODY: a one-worker nginx config with the settings both
+# nginx processes share.
+nginx_conf() {
+    cat > "$work/$1.conf" <<NGINX
 worker_processes 1;
 daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
+pid $work/$1.pid;
+error_log $work/$1-error.log;
 events { worker_connections 4096; }
 http {
     access_log off;
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
-    upstream origin { server 127.0.0.1:18081; keepalive 64; }
-    # The origin: static files, and an upload sink that reads and discards.
+$2
+}
+NGINX
+}
+# nginx.conf: the origin alone: static files, and an upload sink that reads
+# and discards.
+nginx_conf nginx "$(cat <<NGINX
     server {
         listen 127.0.0.1:18081;
         root $work/www;
@@ -96,27 +103,14 @@ http {
         location /api/ { client_body_buffer_size 1m; proxy_pass http://127.0.0.1:18083; }
     }
     server { listen 127.0.0.1:18083; client_max_body_size 0; location / { return 201; } }
-}
 NGINX
+)"
 # proxy.conf: nginx as a tuned plain reverse proxy, in its own process as
 # it would be deployed, like chartgate: a proxy sharing the origin's worker
 # would skip the context switches chartgate pays, and its CPU time would mix
 # with the origin's.
-cat > "$work/proxy.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/proxy.pid;
-error_log $work/proxy-error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    upstream origin { server 127.0.0.1:18081; keepalive 64; }
-$(proxy_server 18085)
-}
-NGINX
+nginx_conf proxy "    upstream origin { server 127.0.0.1:18081; keepalive 64; }
+$(proxy_server 18085)"
 # Waits up to 5 s for URL to answer; fails the run otherwise.
 wait_up() {
     for _ in $(seq 500); do curl -s -o /dev/null "$1" && return 0; sleep 0.01; done

@@ -188,11 +188,6 @@ impl Pool {
         // elsewhere while it was held cannot leave it half-changed.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
-
-    /// Idle connections held now (for tests).
-    pub fn idle_count(&self) -> usize {
-        self.lock().len()
-    }
 }
 
 /// A connection on loan to a response body.
