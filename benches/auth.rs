@@ -140,6 +140,35 @@ fn benches(c: &mut Criterion) {
                 })
             },
         );
+        // What a cache miss costs the gateway: chartgate's Verifier with a
+        // one-entry verdict cache, cycling through distinct tokens (the
+        // signature with the key parsed once, then jsonwebtoken's claim
+        // checks, then the verdict insert).
+        let policy = VerifyPolicy {
+            issuer: "chartgate".into(),
+            audience: "svc".into(),
+            leeway: 0,
+            cache_capacity: 1,
+        };
+        let keys = KeySet::new(
+            [public.clone()],
+            vec![],
+            Duration::from_secs(60),
+            policy.validation(),
+        )
+        .unwrap();
+        let missing = Verifier::new(keys, policy);
+        let tokens: Vec<String> = (0..256)
+            .map(|i| {
+                m.mint(&format!("bench{i}"), access(), unix_now(), None)
+                    .unwrap()
+                    .token
+            })
+            .collect();
+        let mut next = tokens.iter().cycle();
+        c.bench_function(&format!("verify {name}, chartgate cache miss"), |b| {
+            b.iter(|| missing.verify(black_box(next.next().unwrap())).unwrap())
+        });
     }
     let encoding = EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
     let mut header = Header::new(Algorithm::RS256);

@@ -11,7 +11,7 @@ use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rsa::{
     KeyPair as RsaKeyPair, KeySize, PublicKey as RsaPublicKey, PublicKeyComponents,
 };
-use aws_lc_rs::signature::KeyPair;
+use aws_lc_rs::signature::{KeyPair, ParsedPublicKey, VerificationAlgorithm};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::jwk::{
@@ -103,9 +103,57 @@ impl SigningKey {
 /// A public key the verifier accepts, bound to one algorithm.
 #[derive(Clone)]
 pub struct VerifyKey {
+    /// The key as jsonwebtoken holds it, for claim validation.
     pub decoding: DecodingKey,
     pub algorithm: Algorithm,
     pub kid: String,
+    /// The key parsed once, with `algorithm`'s verification scheme:
+    /// jsonwebtoken rebuilds the key from its bytes on every `decode`, a
+    /// third of an RS256 verification (benches/auth.rs: 19.9 against
+    /// 13.4 µs).
+    parsed: ParsedPublicKey,
+}
+
+/// aws-lc's verification scheme for a JWS `algorithm` (RFC 7518 §3): the
+/// same ones jsonwebtoken uses, with RSA keys of 2048 to 8192 bits.
+fn verification(algorithm: Algorithm) -> anyhow::Result<&'static dyn VerificationAlgorithm> {
+    use aws_lc_rs::signature as sig;
+    Ok(match algorithm {
+        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &sig::ED25519,
+        other => bail!("algorithm {other:?} cannot verify here"),
+    })
+}
+
+impl VerifyKey {
+    fn new(
+        decoding: DecodingKey,
+        algorithm: Algorithm,
+        kid: String,
+        public: &[u8],
+    ) -> anyhow::Result<VerifyKey> {
+        let parsed = ParsedPublicKey::new(verification(algorithm)?, public)
+            .map_err(|e| anyhow::anyhow!("cannot parse the public key: {e}"))?;
+        Ok(VerifyKey {
+            decoding,
+            algorithm,
+            kid,
+            parsed,
+        })
+    }
+
+    /// Whether `signature` is this key's signature, under its one
+    /// algorithm, of the JWS signing input `message`.
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.parsed.verify_sig(message, signature).is_ok()
+    }
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -185,15 +233,22 @@ impl SigningKey {
         } else {
             None
         };
+        let public = match &signer {
+            Signer::Rsa { pair, .. } => {
+                VerifyKey::new(decoding, algorithm, kid.clone(), pair.public_key().as_ref())
+            }
+            Signer::Ecdsa(pair) => {
+                VerifyKey::new(decoding, algorithm, kid.clone(), pair.public_key().as_ref())
+            }
+            Signer::Ed25519(pair) => {
+                VerifyKey::new(decoding, algorithm, kid.clone(), pair.public_key().as_ref())
+            }
+        }?;
         Ok(SigningKey {
             signer,
             public_pem,
             algorithm,
-            public: VerifyKey {
-                decoding,
-                algorithm,
-                kid: kid.clone(),
-            },
+            public,
             kid,
         })
     }
@@ -243,11 +298,12 @@ impl VerifyKey {
                 e: URL_SAFE_NO_PAD.encode(&parts.e),
             }),
         };
-        Ok(VerifyKey {
-            decoding: DecodingKey::from_rsa_raw_components(&parts.n, &parts.e),
+        VerifyKey::new(
+            DecodingKey::from_rsa_raw_components(&parts.n, &parts.e),
             algorithm,
-            kid: jwk.thumbprint(ThumbprintHash::SHA256),
-        })
+            jwk.thumbprint(ThumbprintHash::SHA256),
+            key.as_ref(),
+        )
     }
 }
 

@@ -319,5 +319,41 @@ fn every_signing_algorithm_round_trips() {
         let header = jsonwebtoken::decode_header(&minted.token).unwrap();
         assert_eq!(header.alg, alg);
         assert_eq!(verifier.verify(&minted.token).unwrap().sub, "ci", "{alg:?}");
+
+        // The signature is checked with the key parsed once: one flipped
+        // bit, a padded or re-encoded signature, another token's claims
+        // under this signature, all fail (and none is a cache hit, though
+        // the first shares the verified token's cache key).
+        let (message, sig) = minted.token.rsplit_once('.').unwrap();
+        let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        raw[0] ^= 1;
+        let flipped = format!("{message}.{}", URL_SAFE_NO_PAD.encode(&raw));
+        let other = Minter::new(
+            SigningKey::from_pem(pem.as_bytes(), alg).unwrap(),
+            ISS.into(),
+            AUD.into(),
+            Duration::from_secs(60),
+        )
+        .mint("admin", pull("org1/secret"), unix_now(), None)
+        .unwrap();
+        let (other_message, _) = other.token.rsplit_once('.').unwrap();
+        let standard = base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode(URL_SAFE_NO_PAD.decode(sig).unwrap());
+        for (what, forged) in [
+            ("flipped bit", flipped),
+            ("padded", format!("{}=", minted.token)),
+            ("other claims", format!("{other_message}.{sig}")),
+            ("no signature", format!("{message}.")),
+            ("standard base64", format!("{message}.{standard}")),
+        ] {
+            if forged == minted.token {
+                continue; // re-encoding changed nothing for this signature
+            }
+            assert!(
+                matches!(verifier.verify(&forged), Err(TokenError::Invalid(_))),
+                "{alg:?}: {what}"
+            );
+        }
+        assert_eq!(verifier.verify(&minted.token).unwrap().sub, "ci", "{alg:?}");
     }
 }
