@@ -8,9 +8,9 @@
 //! free, so parallel CI pulls with good credentials are never locked out.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
@@ -34,6 +34,14 @@ pub struct FailureLimiter {
     options: LimitOptions,
     by_address: Cache<IpAddr, Arc<AtomicU32>>,
     by_account: Cache<String, Arc<AtomicU32>>,
+    /// Milliseconds since `epoch` until which a count may still be live:
+    /// the last failure plus the window (0 before any). Every count lives
+    /// `window` from its first failure, which came no later than the last,
+    /// so once this has passed every count has expired, and checks and
+    /// successes skip both caches: two lookups on every request otherwise
+    /// (about 1,000 instructions, 2% of a proxied request, callgrind).
+    live_until_ms: AtomicU64,
+    epoch: Instant,
 }
 
 impl std::fmt::Debug for FailureLimiter {
@@ -61,7 +69,19 @@ impl FailureLimiter {
             options,
             by_address: counter(options.window),
             by_account: counter(options.window),
+            live_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether no failure was recorded within the last window, so that no
+    /// count can be live.
+    fn quiet(&self) -> bool {
+        self.now_ms() >= self.live_until_ms.load(Ordering::Acquire)
     }
 
     /// `Err(retry_after)` when `address` or `account` has used up its
@@ -70,6 +90,9 @@ impl FailureLimiter {
     /// # Errors
     /// The wait to suggest in `Retry-After`.
     pub fn check(&self, address: IpAddr, account: Option<&str>) -> Result<(), Duration> {
+        if self.quiet() {
+            return Ok(());
+        }
         let over = |count: Option<Arc<AtomicU32>>, limit: u32| {
             count.is_some_and(|c| c.load(Ordering::Relaxed) >= limit)
         };
@@ -91,10 +114,18 @@ impl FailureLimiter {
                 .get_with(account.to_owned(), Arc::default)
                 .fetch_add(1, Ordering::Relaxed);
         }
+        // After the counts, so a check that sees the mark sees them; one
+        // millisecond over, for the truncation of both clocks.
+        let window = u64::try_from(self.options.window.as_millis()).unwrap_or(u64::MAX);
+        let until = self.now_ms().saturating_add(window).saturating_add(1);
+        self.live_until_ms.fetch_max(until, Ordering::Release);
     }
 
     /// Records a success: both counts start over.
     pub fn succeeded(&self, address: IpAddr, account: Option<&str>) {
+        if self.quiet() {
+            return;
+        }
         // A read first: nearly every success has nothing to clear, and an
         // invalidation is a cache write even for an absent key.
         if self.by_address.contains_key(&address) {
@@ -145,6 +176,31 @@ mod tests {
         assert!(l.check(A, Some("fresh")).is_err());
         assert!(l.check(A, None).is_err());
         assert!(l.check(B, Some("fresh")).is_ok());
+    }
+
+    #[test]
+    fn counts_are_skipped_only_when_none_can_be_live() {
+        let l = FailureLimiter::new(LimitOptions {
+            window: Duration::from_millis(200),
+            per_account: 1,
+            per_address: 1,
+        });
+        assert!(l.quiet(), "no failure yet");
+        assert!(l.check(A, Some("alice")).is_ok());
+        l.failed(A, Some("alice"));
+        assert!(!l.quiet());
+        assert!(l.check(A, None).is_err());
+        assert!(l.check(B, Some("alice")).is_err());
+        // A success clears the counts but not the mark: other counts may
+        // still be live.
+        l.failed(B, Some("bob"));
+        l.succeeded(A, Some("alice"));
+        assert!(l.check(A, Some("alice")).is_ok());
+        assert!(l.check(B, None).is_err(), "bob's address still counts");
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(l.quiet(), "a window after the last failure");
+        assert!(l.by_address.get(&B).is_none(), "and the count expired too");
+        assert!(l.check(B, Some("bob")).is_ok());
     }
 
     #[test]

@@ -47,7 +47,28 @@ impl std::error::Error for PathError {}
 /// repository names are ours to restrict. Percent signs are excluded, which
 /// makes the raw path and ChartMuseum's decoded path the same string.
 pub fn is_safe_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-')
+    SAFE[usize::from(b)]
+}
+
+/// [`is_safe_byte`] as a table: one load per byte of every request path.
+const SAFE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'+' | b'-');
+        b += 1;
+    }
+    table
+};
+
+/// The rules on a segment's shape, apart from its bytes.
+fn check_shape(segment: &[u8]) -> Result<(), PathError> {
+    match segment {
+        [] => Err(PathError::EmptySegment),
+        b"." | b".." => Err(PathError::DotSegment),
+        _ => Ok(()),
+    }
 }
 
 /// Checks one segment of a path or repository name.
@@ -55,12 +76,7 @@ pub fn is_safe_byte(b: u8) -> bool {
 /// # Errors
 /// The first rule the segment breaks.
 pub fn check_segment(segment: &str) -> Result<(), PathError> {
-    if segment.is_empty() {
-        return Err(PathError::EmptySegment);
-    }
-    if segment == "." || segment == ".." {
-        return Err(PathError::DotSegment);
-    }
+    check_shape(segment.as_bytes())?;
     match segment.bytes().find(|b| !is_safe_byte(*b)) {
         Some(b) => Err(PathError::Byte(b)),
         None => Ok(()),
@@ -82,12 +98,67 @@ pub fn check(path: &str) -> Result<(), PathError> {
     if rest.is_empty() {
         return Ok(());
     }
-    rest.split('/').try_for_each(check_segment)
+    // [`check_segment`] on each `/`-separated segment in turn, in one pass
+    // over the bytes (this runs on every request: a third of the cost of
+    // splitting first). A segment holding an unsafe byte can be neither
+    // empty nor a dot segment, so the first error is the same.
+    let mut start = 0;
+    for (i, &b) in rest.as_bytes().iter().enumerate() {
+        if b == b'/' {
+            check_shape(&rest.as_bytes()[start..i])?;
+            start = i + 1;
+        } else if !is_safe_byte(b) {
+            return Err(PathError::Byte(b));
+        }
+    }
+    check_shape(&rest.as_bytes()[start..])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The definition the one-pass [`check`] must agree with.
+    fn check_by_segments(path: &str) -> Result<(), PathError> {
+        if path.len() > MAX_PATH_LEN {
+            return Err(PathError::TooLong);
+        }
+        let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+        if rest.is_empty() {
+            return Ok(());
+        }
+        rest.split('/').try_for_each(check_segment)
+    }
+
+    #[test]
+    fn one_pass_agrees_with_segment_by_segment() {
+        // Every path of up to four bytes over an alphabet holding each
+        // class the rules tell apart, after a leading '/' or not.
+        let alphabet = ["a", "/", ".", "%", "-", "\u{e9}"];
+        let mut paths = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = paths
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            paths.extend(longer);
+        }
+        paths.sort();
+        paths.dedup();
+        assert!(paths.len() > 1500);
+        for p in &paths {
+            for path in [p.clone(), format!("/{p}"), format!("/org1/{p}/index.yaml")] {
+                assert_eq!(check(&path), check_by_segments(&path), "{path:?}");
+            }
+        }
+        for b in 0..=255u8 {
+            assert_eq!(
+                is_safe_byte(b),
+                b.is_ascii_alphanumeric() || b".+_-".contains(&b),
+                "{b}"
+            );
+        }
+    }
 
     #[test]
     fn accepts_what_helm_sends() {
