@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use chartgate::auth::access::{allows, AccessEntry, Action, Scope, RESOURCE_TYPE};
-use chartgate::auth::key::{generate_rsa_pem, SigningKey};
+use chartgate::auth::key::{generate_rsa_pem, SigningKey, VerifyKey};
 use chartgate::auth::keyset::KeySet;
 use chartgate::auth::route::{RouteOptions, Routes};
 use chartgate::auth::token::{unix_now, Claims, Verifier, VerifyPolicy};
@@ -24,23 +24,28 @@ fn access() -> Vec<AccessEntry> {
     }]
 }
 
-fn benches(c: &mut Criterion) {
-    let (private, _) = generate_rsa_pem().unwrap();
-    let key = SigningKey::from_pem(private.as_bytes(), Algorithm::RS256).unwrap();
+/// A verifier trusting `key` alone, remembering at most `cache_capacity` verdicts.
+fn trusting(key: &VerifyKey, cache_capacity: u64) -> Verifier {
     let policy = VerifyPolicy {
         issuer: "chartgate".into(),
         audience: "svc".into(),
         leeway: 0,
-        cache_capacity: 10_000,
+        cache_capacity,
     };
     let keys = KeySet::new(
-        [key.public.clone()],
+        [key.clone()],
         vec![],
         Duration::from_secs(60),
         policy.validation(),
     )
     .unwrap();
-    let verifier = Verifier::new(keys, policy);
+    Verifier::new(keys, policy)
+}
+
+fn benches(c: &mut Criterion) {
+    let (private, _) = generate_rsa_pem().unwrap();
+    let key = SigningKey::from_pem(private.as_bytes(), Algorithm::RS256).unwrap();
+    let verifier = trusting(&key.public, 10_000);
     let minter = Minter::new(
         key,
         "chartgate".into(),
@@ -144,20 +149,7 @@ fn benches(c: &mut Criterion) {
         // one-entry verdict cache, cycling through distinct tokens (the
         // signature with the key parsed once, then jsonwebtoken's claim
         // checks, then the verdict insert).
-        let policy = VerifyPolicy {
-            issuer: "chartgate".into(),
-            audience: "svc".into(),
-            leeway: 0,
-            cache_capacity: 1,
-        };
-        let keys = KeySet::new(
-            [public.clone()],
-            vec![],
-            Duration::from_secs(60),
-            policy.validation(),
-        )
-        .unwrap();
-        let missing = Verifier::new(keys, policy);
+        let missing = trusting(&public, 1);
         let tokens: Vec<String> = (0..256)
             .map(|i| {
                 m.mint(&format!("bench{i}"), access(), unix_now(), None)
