@@ -363,6 +363,10 @@ upload() { # url auth-header
 # upload_rate STREAMS URL AUTH-HEADER: prints the MB/s of STREAMS uploads at once.
 upload_rate() {
     local t0 ups=()
+    # The origin spools each body to a temp file: start every measurement
+    # with no dirty pages left by the one before (or, in CI, by the build),
+    # so neither side pays the other's writeback.
+    sync
     t0=$(date +%s%N)
     for _ in $(seq "$1"); do upload "$2" "$3" & ups+=($!); done
     wait "${ups[@]}"
