@@ -4,7 +4,9 @@
 # config/chartgate.toml; prints the seed walkthrough to try. Ctrl-C stops both.
 #
 # Environment: CHARTGATE_MASTER_KEY (generated if unset), CHARTMUSEUM_BIN
-# (use this chartmuseum binary instead of building one).
+# (use this chartmuseum binary instead of building one), CHARTMUSEUM_SRC (a
+# ChartMuseum v0.16.5 source tree to build from where `go install` is
+# refused; see scripts/tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

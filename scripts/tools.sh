@@ -11,7 +11,7 @@
 #
 # usage: scripts/tools.sh TOOL...
 #   TOOL: oracle | chartmuseum | helm3 | helm4 | helm-push | cargo-fuzz
-#         | e2e (= oracle helm3 helm4 helm-push) | bench
+#         | e2e (= oracle chartmuseum helm3 helm4 helm-push) | bench
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +19,12 @@ tools=${CHARTGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/chartgate/tools}
 mkdir -p "$tools/bin"
 
 CHARTMUSEUM_VERSION=v0.16.5
+# Where the module proxy refuses helm.sh/chartmuseum, the source tree shared
+# beside this repository stands in for it (see install_chartmuseum).
+shared_cm_src=$repo/../shared/third_party/chartmuseum-$CHARTMUSEUM_VERSION
+if [ -z "${CHARTMUSEUM_SRC:-}" ] && [ -f "$shared_cm_src/go.mod" ]; then
+    CHARTMUSEUM_SRC=$(cd "$shared_cm_src" && pwd)
+fi
 HELM3_VERSION=v3.21.4
 HELM4_VERSION=v4.2.4
 HELM_PUSH_VERSION=v0.10.4
@@ -47,16 +53,29 @@ install_oracle() {
     link "$dest/bin/cmauth-oracle" cmauth-oracle
 }
 
+# ChartMuseum: `go install` first (what works wherever the module proxy serves
+# helm.sh/chartmuseum); when that is refused, a build of the source tree named
+# by CHARTMUSEUM_SRC (a checkout of tag $CHARTMUSEUM_VERSION), built where it
+# is with its output in the tools cache. Nothing is copied into this repo.
 install_chartmuseum() {
     need_go
     local dest=$tools/chartmuseum-$CHARTMUSEUM_VERSION
     if [ ! -x "$dest/bin/chartmuseum" ]; then
-        say "building chartmuseum $CHARTMUSEUM_VERSION (go install helm.sh/chartmuseum/cmd/chartmuseum)"
         mkdir -p "$dest/bin"
-        if ! GOBIN=$dest/bin go install -trimpath \
-            -ldflags "-X main.Version=$CHARTMUSEUM_VERSION" \
-            "helm.sh/chartmuseum/cmd/chartmuseum@$CHARTMUSEUM_VERSION"; then
-            die "could not build ChartMuseum $CHARTMUSEUM_VERSION from its Go module (is helm.sh/chartmuseum reachable through GOPROXY?). Set CHARTMUSEUM_BIN to an existing chartmuseum binary to use that instead."
+        local ldflags="-X main.Version=${CHARTMUSEUM_VERSION#v}"
+        say "building chartmuseum $CHARTMUSEUM_VERSION (go install helm.sh/chartmuseum/cmd/chartmuseum)"
+        if ! CGO_ENABLED=0 GOBIN=$dest/bin go install -trimpath -ldflags "$ldflags" \
+            "helm.sh/chartmuseum/cmd/chartmuseum@$CHARTMUSEUM_VERSION" 2>"$dest/go-install.log"; then
+            say "go install refused ($(tail -1 "$dest/go-install.log")); trying CHARTMUSEUM_SRC"
+            local src=${CHARTMUSEUM_SRC:-}
+            [ -n "$src" ] || die "could not go install ChartMuseum $CHARTMUSEUM_VERSION, and CHARTMUSEUM_SRC is not set. Point CHARTMUSEUM_SRC at a checkout of helm/chartmuseum tag $CHARTMUSEUM_VERSION, or CHARTMUSEUM_BIN at a chartmuseum binary."
+            [ -f "$src/go.mod" ] && grep -q '^module helm.sh/chartmuseum$' "$src/go.mod" \
+                || die "CHARTMUSEUM_SRC=$src is not a helm.sh/chartmuseum source tree (no matching go.mod)"
+            say "building chartmuseum from $src"
+            # -modcacherw and an explicit -o keep a read-only source tree untouched.
+            (cd "$src" && CGO_ENABLED=0 go build -trimpath -modcacherw -ldflags "$ldflags" \
+                -o "$dest/bin/chartmuseum" ./cmd/chartmuseum) \
+                || die "building ChartMuseum from CHARTMUSEUM_SRC=$src failed"
         fi
     fi
     link "$dest/bin/chartmuseum" chartmuseum
@@ -174,7 +193,7 @@ for tool in "$@"; do
         helm4) install_helm 4 "$HELM4_VERSION" ;;
         helm-push) install_helm_push ;;
         cargo-fuzz) install_cargo_fuzz ;;
-        e2e) install_oracle; install_helm 3 "$HELM3_VERSION"; install_helm 4 "$HELM4_VERSION"; install_helm_push ;;
+        e2e) install_oracle; install_chartmuseum; install_helm 3 "$HELM3_VERSION"; install_helm 4 "$HELM4_VERSION"; install_helm_push ;;
         bench) install_bench ;;
         *) die "unknown tool $tool" ;;
     esac
