@@ -1,4 +1,4 @@
-//! A literal, test-only port of ChartMuseum's matcher as PROTOCOL.md §3.3
+//! A literal, test-only port of ChartMuseum's matcher as docs/PROTOCOL.md §3.3
 //! gives it (Go string semantics included: `strings.Replace(url, ctx, "", 1)`
 //! removes the first occurrence, `HasPrefix`, `Split`), kept deliberately
 //! naive so it can serve as the oracle for [`super::Routes::resolve`]:
@@ -33,22 +33,19 @@ pub fn resolve(options: &RouteOptions, method: &Method, path: &str) -> Option<(H
     if parts.len() >= depth + start {
         let repo = parts[start..start + depth].join("/");
         let mut no_repo = format!("/{}", parts[start + depth..].join("/"));
+        let mut repo_path = format!("/:repo{no_repo}");
         if is_api {
+            repo_path = format!("/api{repo_path}");
             no_repo = format!("/api{no_repo}");
         }
-        try_repo = Some((repo, no_repo));
+        try_repo = Some((repo, no_repo, repo_path));
     }
     for route in rows.iter().filter(|r| r.method == *method) {
         if route.path == url {
             return Some((route.handler, String::new()));
         }
-        if let Some((repo, no_repo)) = &try_repo {
-            let repo_path = if route.path.starts_with("/api") {
-                format!("/api/:repo{}", no_repo.trim_start_matches("/api"))
-            } else {
-                format!("/:repo{no_repo}")
-            };
-            if route.path == repo_path {
+        if let Some((repo, no_repo, repo_path)) = &try_repo {
+            if route.path == *repo_path {
                 return Some((route.handler, repo.clone()));
             }
             let p = route.path.replacen("/:repo", "", 1);
