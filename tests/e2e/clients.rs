@@ -3,7 +3,8 @@
 //! credentials and with a token as password; `helm cm-push` with
 //! `HELM_REPO_ACCESS_TOKEN`, with `--auth-header`, and with the repo's Basic
 //! credentials; a `cm://` download; an anonymous repo; and the denials a
-//! user would see.
+//! user would see. Behind the gateway runs the real ChartMuseum, whose
+//! request log proves which requests reached it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,9 +12,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::Request;
 
+use crate::chartmuseum::{ChartMuseum, Options};
 use crate::common::*;
-use crate::helm::{tool, Helm};
-use crate::standin;
+use crate::helm::Helm;
 
 async fn token_for(gw: &Gw, user: &str, password: &str, scope: &str) -> String {
     let req = Request::post(gw.url(&format!(
@@ -54,7 +55,7 @@ fn read(p: &Path) -> Vec<u8> {
 }
 
 /// helm-push re-packages a chart before uploading, so "byte-identical" is
-/// measured against what the upstream stored from the upload.
+/// measured against what ChartMuseum stored from the upload.
 fn assert_same(pulled: &Path, stored: &Path) {
     let (a, b) = (read(pulled), read(stored));
     assert!(
@@ -76,8 +77,21 @@ async fn scenario(major: u8) {
         std::env::temp_dir().join(format!("chartgate-e2e-helm{major}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
-    let upstream = standin::spawn(work.join("storage"), tool("helm3")).await;
-    let gw = spawn_gateway(accounts_gateway_config(upstream.addr)).await;
+    let storage = work.join("storage");
+    let cm = Arc::new(
+        blocking(move || {
+            ChartMuseum::start(
+                &Options {
+                    depth: 2,
+                    ..Options::default()
+                },
+                &storage,
+                &storage.with_extension("log"),
+            )
+        })
+        .await,
+    );
+    let gw = spawn_gateway(accounts_gateway_config(cm.addr)).await;
     let helm = Arc::new(Helm::new(major, work.join("helm")));
     let base = gw.url("");
     let repo1 = format!("{base}/org1/repo1");
@@ -104,7 +118,7 @@ async fn scenario(major: u8) {
         pull_token.clone(),
         base.clone(),
     );
-    let stored = work.join("storage/org1/repo1/charts");
+    let stored = cm.storage.join("org1/repo1");
     blocking(move || {
         let helm = h;
         let v1 = package(&helm, "mychart", "0.1.0");
@@ -257,17 +271,21 @@ async fn scenario(major: u8) {
     })
     .await;
 
-    assert!(
-        !upstream.saw_credentials(),
-        "credentials reached the upstream"
-    );
+    let cm2 = cm.clone();
+    blocking(move || cm2.sync()).await;
     assert_eq!(
-        upstream.count("POST", "/api/org1/repo1/charts"),
+        cm.count("POST", "/api/org1/repo1/charts"),
         3,
-        "exactly the three allowed pushes"
+        "exactly the three allowed pushes reached ChartMuseum:\n{}",
+        cm.log_tail()
     );
-    assert_eq!(upstream.count("POST", "/api/org2/repo2/charts"), 0);
-    assert_eq!(upstream.count("GET", "/org3/repo3/index.yaml"), 0);
+    assert_eq!(cm.count("POST", "/api/org2/repo2/charts"), 0);
+    assert_eq!(cm.count("GET", "/org3/repo3/index.yaml"), 0);
+    assert!(
+        cm.count("GET", "/org1/repo1/charts/mychart-0.1.0.tgz") >= 1,
+        "the pull was served by ChartMuseum"
+    );
+    drop(cm);
     std::fs::remove_dir_all(&work).unwrap();
 }
 

@@ -1,12 +1,16 @@
-//! End-to-end tests with the real clients: Helm v3.21.4, Helm v4.2.4 and
-//! helm-push v0.10.4, built from their Go modules by `scripts/tools.sh`,
-//! against a running chartgate. A missing tool fails the run.
+//! End-to-end tests with the real parts: ChartMuseum v0.16.5, Helm v3.21.4,
+//! Helm v4.2.4 and helm-push v0.10.4, built from their Go sources by
+//! `scripts/tools.sh`, against a running chartgate. A missing tool fails the
+//! run; nothing here stands in for ChartMuseum.
 
 #[allow(dead_code)]
 #[path = "../integration/common.rs"]
 mod common;
 
+mod chartmuseum;
 mod clients;
 mod helm;
-mod standin;
+mod oracle;
 mod tls;
+mod tokens;
+mod walkthrough;

@@ -1,15 +1,18 @@
-//! The real clients over TLS: Helm 3 and 4 (`repo add --ca-file`, update,
-//! pull), helm-push over TLS, curl negotiating HTTP/2, a client certificate
-//! as the credential, and TLS 1.1 refused (openssl).
+//! TLS on both sides, with the real parts: Helm 3 and 4 (`repo add
+//! --ca-file`, update, pull), helm-push, curl negotiating HTTP/2, a client
+//! certificate as the credential, and TLS 1.1 refused (openssl), through a
+//! gateway whose upstream is ChartMuseum itself serving https
+//! (`--tls-cert/--tls-key`) and requiring the gateway's client certificate
+//! (`--tls-ca-cert`).
 
 use std::process::Command;
 use std::sync::Arc;
 
 use chartgate::server::devcert;
 
+use crate::chartmuseum::{ChartMuseum, Options};
 use crate::common::*;
-use crate::helm::{tool, Helm};
-use crate::standin;
+use crate::helm::Helm;
 
 /// Runs a command; returns (success, stdout + stderr).
 fn run(cmd: &mut Command) -> (bool, String) {
@@ -29,8 +32,27 @@ async fn helm_helm_push_curl_and_openssl_over_tls() {
     let certs = work.join("certs");
     let pki = devcert::generate(&["localhost", "127.0.0.1"], "ci-bot").unwrap();
     pki.write(&certs).unwrap();
-    let upstream = standin::spawn(work.join("storage"), tool("helm3")).await;
-    let mut text = accounts_config();
+    let cm_options = Options {
+        depth: 2,
+        tls: Some((certs.join("server.pem"), certs.join("server-key.pem"))),
+        tls_client_ca: Some(certs.join("ca.pem")),
+        ..Options::default()
+    };
+    let storage = work.join("storage");
+    let cm = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            ChartMuseum::start(&cm_options, &storage, &storage.with_extension("log"))
+        })
+        .await
+        .unwrap(),
+    );
+    let mut text = accounts_config().replace("http://UPSTREAM", "https://UPSTREAM");
+    let upstream_tls = format!(
+        "ca_file = \"{c}/ca.pem\"\nclient_cert = \"{c}/client.pem\"\nclient_key = \"{c}/client-key.pem\"\n",
+        c = certs.display()
+    );
+    let at = text.find("[chartmuseum]").unwrap();
+    text.insert_str(at, &upstream_tls);
     let tls = format!(
         "\n[tls]\naddr = \"127.0.0.1:0\"\ncert = \"{c}/server.pem\"\nkey = \"{c}/server-key.pem\"\nclient_ca = \"{c}/ca.pem\"\n\n",
         c = certs.display()
@@ -38,7 +60,7 @@ async fn helm_helm_push_curl_and_openssl_over_tls() {
     let at = text.find("[[accounts]]").unwrap();
     text.insert_str(at, &tls);
     text.push_str("\n[[accounts]]\nid = \"bot\"\nclient_cert_cn = \"ci-bot\"\nrules = [{ repos = \"org1/*\", actions = [\"pull\"] }]\n");
-    let gw = spawn_gateway(config(&text, upstream.addr)).await;
+    let gw = spawn_gateway(config(&text, cm.addr)).await;
     let base = format!("https://127.0.0.1:{}", gw.tls_addr.unwrap().port());
     let ca = certs.join("ca.pem");
 
@@ -47,6 +69,7 @@ async fn helm_helm_push_curl_and_openssl_over_tls() {
         let helm = Arc::new(Helm::new(major, work.join(format!("helm{major}"))));
         let (b, ca) = (base.clone(), ca.clone());
         let h = helm.clone();
+        let cm2 = cm.clone();
         tokio::task::spawn_blocking(move || {
             let helm = h;
             let src = helm.home().join("src");
@@ -99,7 +122,11 @@ async fn helm_helm_push_curl_and_openssl_over_tls() {
             );
             helm.ok(&["repo", "update"], &[]);
             let pulled = helm.pull("tls/tlschart", &version, "pulled", &[]);
-            assert!(pulled.exists());
+            let stored = cm2.stored("org1/repo1", &format!("tlschart-{version}.tgz"));
+            assert_eq!(
+                std::fs::read(&pulled).unwrap(),
+                std::fs::read(&stored).unwrap()
+            );
             // Without the CA, Helm refuses the certificate.
             let e = helm.fails(
                 &[
@@ -180,6 +207,17 @@ async fn helm_helm_push_curl_and_openssl_over_tls() {
             );
         }
     }
-    assert!(!upstream.saw_credentials());
+    // Every chart request above reached ChartMuseum over its TLS listener.
+    let cm2 = cm.clone();
+    tokio::task::spawn_blocking(move || cm2.sync())
+        .await
+        .unwrap();
+    assert_eq!(
+        cm.count("POST", "/api/org1/repo1/charts"),
+        2,
+        "{}",
+        cm.log_tail()
+    );
+    drop(cm);
     std::fs::remove_dir_all(&work).unwrap();
 }
