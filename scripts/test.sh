@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# ChartMuseum comes from `go install` or, where the module proxy refuses it,
+# from the source tree in CHARTMUSEUM_SRC (scripts/tools.sh defaults that to
+# ../shared/third_party/chartmuseum-v0.16.5 when it exists).
 scripts/tools.sh e2e cargo-fuzz
 
 export CHARTGATE_TOOLS=${CHARTGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/chartgate/tools}
@@ -23,6 +26,8 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+oracle_report=target/tmp/oracle-report.txt
+rm -f "$oracle_report"
 cargo test --locked --all-targets 2>&1 | tee "$log" || {
     # A linker's own message comes after its command line, which can run to
     # thousands of characters; repeat the short lines that say why.
@@ -30,6 +35,8 @@ cargo test --locked --all-targets 2>&1 | tee "$log" || {
     grep -E '/ld: |collect2|No space|Killed|^error' "$log" | cut -c1-300 | tail -20
     exit 1
 }
+# The differential oracle's counts (tests/e2e/oracle.rs writes them).
+if [ -f "$oracle_report" ]; then echo "== oracle"; cat "$oracle_report"; fi
 echo "== fuzz (bounded: ${CHARTGATE_FUZZ_SECONDS:-10}s per target; scripts/fuzz.sh 3600 for long runs)"
 scripts/fuzz.sh "${CHARTGATE_FUZZ_SECONDS:-10}"
 # The quick benchmark, as a report: it fails the run only on the gross
