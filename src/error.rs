@@ -120,7 +120,7 @@ impl GatewayError {
             GatewayError::DuplicateCredentials => {
                 json!({"error": "bad request", "error_description": "more than one Authorization header"})
             }
-            // The two bodies ChartMuseum itself sends (PROTOCOL.md §7).
+            // The two bodies ChartMuseum itself sends (docs/PROTOCOL.md §7).
             GatewayError::NotFound => json!({"error": "not found"}),
             GatewayError::Unauthorized { .. } => json!({"error": "unauthorized"}),
             GatewayError::PayloadTooLarge { .. } => json!({"error": "request too large"}),

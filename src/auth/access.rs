@@ -1,6 +1,6 @@
 //! The access vocabulary shared by the proxy and the issuer: actions,
 //! repository names, scopes (`artifact-repository:org1/repo1:pull,push`) and
-//! the `access` claim entries that grant them (PROTOCOL.md §2.1, §2.6, §6).
+//! the `access` claim entries that grant them (docs/PROTOCOL.md §2.1, §2.6, §6).
 
 use std::fmt;
 
@@ -101,7 +101,7 @@ impl ActionSet {
 /// Checks a repository name as the issuer may grant it: [`DEFAULT_NAMESPACE`],
 /// or exactly `depth` canonical path segments. Any other name can never match
 /// a request, and names with `..`, empty segments or quote characters are the
-/// raw material of the attacks in PROTOCOL.md §2.5 and §3.3.
+/// raw material of the attacks in docs/PROTOCOL.md §2.5 and §3.3.
 ///
 /// # Errors
 /// A short description of what is wrong.
@@ -147,7 +147,7 @@ pub struct ScopeRequest {
 }
 
 impl ScopeRequest {
-    /// Parses `artifact-repository:<name>:<action>[,<action>...]` (PROTOCOL.md §2.6).
+    /// Parses `artifact-repository:<name>:<action>[,<action>...]` (docs/PROTOCOL.md §2.6).
     ///
     /// The name may not contain `:`; unlike Docker image names, repository
     /// names never carry a `host:port`.
@@ -190,7 +190,7 @@ impl fmt::Display for ScopeRequest {
     }
 }
 
-/// One entry of a token's `access` claim (PROTOCOL.md §2.2).
+/// One entry of a token's `access` claim (docs/PROTOCOL.md §2.2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessEntry {
     /// Resource type; only [`RESOURCE_TYPE`] grants anything.
@@ -220,7 +220,7 @@ impl AccessEntry {
 /// Whether `entries` grant `scope`: an entry of the right type whose name
 /// equals the namespace exactly and whose actions list the action exactly.
 /// The same decision ChartMuseum's default JMESPath makes, without its
-/// injectable expression (PROTOCOL.md §2.5).
+/// injectable expression (docs/PROTOCOL.md §2.5).
 pub fn allows(entries: &[AccessEntry], scope: &Scope) -> bool {
     entries.iter().any(|e| {
         e.kind == RESOURCE_TYPE

@@ -2,7 +2,7 @@
 //!
 //! ChartMuseum formats it with raw `%s` substitution, fixed parameter order,
 //! no spaces after commas, no `error` parameter and exactly one action
-//! (PROTOCOL.md §2.5, §7). Clients compare it byte for byte, so we do too.
+//! (docs/PROTOCOL.md §2.5, §7). Clients compare it byte for byte, so we do too.
 //! Realm and service are checked at config load to hold no `"`, `\` or
 //! control bytes, and the namespace comes from a canonical path, so raw
 //! substitution cannot break the quoting.

@@ -1,7 +1,7 @@
 //! Canonical request paths: the gate every proxied path passes before routing.
 //!
 //! ChartMuseum percent-decodes the path and then splits it on `/` with no
-//! cleaning at all (PROTOCOL.md §3.1, §3.3), so every alternative spelling of a
+//! cleaning at all (docs/PROTOCOL.md §3.1, §3.3), so every alternative spelling of a
 //! path is a chance for the gateway and the upstream to disagree about which
 //! repository a request touches. Rather than normalise, we accept exactly one
 //! spelling: the one Helm and helm-push produce. Anything else is a `400`

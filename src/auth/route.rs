@@ -3,7 +3,7 @@
 //!
 //! The table mirrors `pkg/chartmuseum/server/multitenant/routes.go` row for
 //! row and [`Routes::resolve`] follows `router/match.go` step for step
-//! (PROTOCOL.md §3.2, §3.3), for a fixed `--depth` and an optional
+//! (docs/PROTOCOL.md §3.2, §3.3), for a fixed `--depth` and an optional
 //! `--context-path`. It runs only on paths that [`super::path::check`]
 //! accepted, and is narrower than the original in one place: a context path
 //! must end on a segment boundary. Dynamic depth is not supported.

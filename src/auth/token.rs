@@ -1,7 +1,7 @@
 //! Token verification: the JWT claims chartgate issues and accepts, the
 //! [`Verifier`] that checks them, and the cache of verified tokens.
 //!
-//! Verification is strict where ChartMuseum is lax (PROTOCOL.md §2.4): the
+//! Verification is strict where ChartMuseum is lax (docs/PROTOCOL.md §2.4): the
 //! key is chosen by `kid` and fixes the algorithm, `exp`, `iss` and `aud` are
 //! required and checked, `nbf` and `iat` may not lie in the future beyond the
 //! configured leeway. A verified token is remembered (moka) only until its own `exp` plus leeway, and the expiry is checked
@@ -26,7 +26,7 @@ use super::keyset::KeySet;
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// The claims chartgate puts in a token, and requires of one it accepts
-/// (PROTOCOL.md §2.2, §6.1 "JWT").
+/// (docs/PROTOCOL.md §2.2, §6.1 "JWT").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
@@ -40,7 +40,9 @@ pub struct Claims {
     pub iat: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
-    /// Grants; a token without any grants nothing (ChartMuseum answers 500).
+    /// Grants; a token without any grants nothing here (where the claim is
+    /// absent or null, ChartMuseum's bearer mode panics and answers 500,
+    /// docs/PROTOCOL.md §2.5).
     #[serde(default)]
     pub access: Vec<AccessEntry>,
 }

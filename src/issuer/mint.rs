@@ -1,7 +1,7 @@
 //! Minting: turns a subject and its grants into a signed JWT.
 //!
 //! Used by the `/oauth/token` endpoint and by the offline `chartgate token`
-//! command, so both produce the same claims (PROTOCOL.md §6.1 "JWT").
+//! command, so both produce the same claims (docs/PROTOCOL.md §6.1 "JWT").
 
 use std::time::Duration;
 

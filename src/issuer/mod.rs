@@ -1,5 +1,5 @@
 //! The token endpoint: wire-compatible with chartmuseum/auth-server-example
-//! and a superset of it (PROTOCOL.md §1.3, §6.1, §7).
+//! and a superset of it (docs/PROTOCOL.md §1.3, §6.1, §7).
 //!
 //! Three request forms: the example server's `POST ?grant_type=
 //! client_credentials&scope=…` with `Authorization: Bearer <API key>` (or

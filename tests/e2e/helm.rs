@@ -1,6 +1,6 @@
 //! Driving the real Helm 3, Helm 4 and helm-push binaries, each in its own
 //! throwaway HELM_* homes, with helm-push installed as a plugin from local
-//! files (no network: PROTOCOL.md §4.4–4.5).
+//! files (no network: docs/PROTOCOL.md §4.4–4.5).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -39,7 +39,7 @@ useTunnel: false
 
 /// Helm 4 turns a legacy manifest with downloaders into a getter only, so
 /// the same binary is installed twice: as a `cli/v1` command and as a
-/// `getter/v1` for `cm://` (PROTOCOL.md §4.5).
+/// `getter/v1` for `cm://` (docs/PROTOCOL.md §4.5).
 const V4_CLI_MANIFEST: &str = r#"apiVersion: v1
 type: cli/v1
 name: cm-push

@@ -1,4 +1,4 @@
-//! Table-driven tests: every row of PROTOCOL.md §3.2 and every consequence
+//! Table-driven tests: every row of docs/PROTOCOL.md §3.2 and every consequence
 //! listed in §3.3, at the depths and context paths where they apply.
 
 use super::*;
@@ -140,7 +140,7 @@ fn repo_less_routes_match_under_a_repo_prefix() {
     let r = routes(2, None);
     check(&r, Method::GET, "/org1/repo1/info", Some((Info, None)));
     check(&r, Method::GET, "/org1/repo1/health", Some((Health, None)));
-    // PROTOCOL.md §3.3: `/org1/index.yaml` at depth 2 is the welcome page of
+    // docs/PROTOCOL.md §3.3: `/org1/index.yaml` at depth 2 is the welcome page of
     // a repository named `org1/index.yaml`.
     check(
         &r,
