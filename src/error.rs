@@ -13,8 +13,10 @@ use serde_json::json;
 use crate::auth::access::Scope;
 use crate::auth::authn::AuthnError;
 use crate::auth::challenge::Challenge;
+use crate::auth::guard::failure_decision;
 use crate::auth::path::PathError;
 use crate::body::{self, Body};
+use crate::telemetry::metrics::Decision;
 
 /// `application/json; charset=utf-8`, as gin sends it.
 pub const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
@@ -39,7 +41,7 @@ pub enum OAuthCode {
 }
 
 impl OAuthCode {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             OAuthCode::InvalidRequest => "invalid_request",
             OAuthCode::UnsupportedGrantType => "unsupported_grant_type",
@@ -136,6 +138,31 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable(_) => json!({"error": "bad gateway"}),
             GatewayError::UpstreamTimeout => json!({"error": "gateway timeout"}),
             GatewayError::Internal(_) => json!({"error": "internal server error"}),
+        }
+    }
+
+    /// The authorization decision this error reports, for metrics and the
+    /// audit trail; `None` for failures that come before or after one.
+    pub fn decision(&self) -> Option<Decision> {
+        match self {
+            GatewayError::Unauthorized { cause, .. } => Some(match cause {
+                AuthFailure::Missing => Decision::NoCredential,
+                AuthFailure::Authn(e) => failure_decision(e),
+                AuthFailure::InsufficientScope { .. } => Decision::WrongScope,
+            }),
+            GatewayError::TooManyAttempts { .. } => Some(Decision::LockedOut),
+            GatewayError::Busy => Some(Decision::Busy),
+            GatewayError::DuplicateCredentials => Some(Decision::Ambiguous),
+            GatewayError::InvalidClient => Some(Decision::BadCredential),
+            GatewayError::BadPath(_)
+            | GatewayError::DuplicateHost
+            | GatewayError::NotFound
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::TokenRequest { .. }
+            | GatewayError::TokenMethod
+            | GatewayError::UpstreamUnavailable(_)
+            | GatewayError::UpstreamTimeout
+            | GatewayError::Internal(_) => None,
         }
     }
 

@@ -1,37 +1,49 @@
 //! The per-request flow: dispatch to the issuer, or check the path, resolve
 //! the route and scope, authenticate, authorize, and forward.
 //!
-//! [`Gateway::handle`] is the infallible outer function hyper calls; it logs
-//! once and turns any [`GatewayError`] into a response. [`Gateway::route`]
-//! is the inner function, written with `?`.
+//! [`Gateway::handle`] is the infallible outer function hyper calls; it
+//! turns any [`GatewayError`] into a response and hands the response body
+//! the request's access record, written when the body is done.
+//! [`Gateway::route`] is the inner function, written with `?`; it fills in
+//! the record as the request moves through the stages, and records the
+//! authorization decision and, for pushes, deletes and token requests, the
+//! audit event.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, HOST};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
 use hyper::{Request, Response};
-use tracing::{debug, error, info, warn, Instrument};
+use tracing::{debug, error, warn, Instrument};
 
 use crate::auth::access::Scope;
-use crate::auth::authn::{Authenticator, AuthnError, Principal};
+use crate::auth::authn::{Authenticator, Principal, Via};
 use crate::auth::challenge::Challenge;
-use crate::auth::credential::CredentialError;
+use crate::auth::guard::{Denied, Guard};
 use crate::auth::keyset::KeySet;
 use crate::auth::limit::FailureLimiter;
 use crate::auth::path;
-use crate::auth::route::Routes;
+use crate::auth::route::{Handler, Routes};
 use crate::auth::token::{Verifier, VerifyPolicy};
 use crate::body::{self, Body};
-use crate::config::Config;
+use crate::config::GatewayConfig;
 use crate::error::{AuthFailure, GatewayError};
 use crate::issuer::mint::Minter;
-use crate::issuer::Issuer;
+use crate::issuer::{self, Issuer};
 use crate::proxy::header;
+use crate::proxy::inspect::{self, Upload};
+use crate::proxy::tap::{RequestTap, ResponseTap};
 use crate::proxy::upstream::{self, Upstream};
+use crate::telemetry::access::Access;
+use crate::telemetry::audit::{self, Audit, Event};
+use crate::telemetry::metrics::{Decision, Metrics};
+use crate::telemetry::trace::TraceContext;
 
 /// How long a refused request's body may take to drain before we answer
 /// anyway and close the connection.
@@ -56,6 +68,9 @@ impl From<GatewayError> for Refusal {
 
 /// Longest client-supplied `X-Request-Id` echoed; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
+/// How long an audit event waits, after ChartMuseum answered, for the
+/// upload inspector to finish hashing.
+const INSPECT_WAIT: Duration = Duration::from_secs(5);
 
 /// What the server knows about the connection a request came on.
 #[derive(Debug, Clone)]
@@ -90,24 +105,36 @@ impl ConnInfo {
     }
 }
 
-/// Shared state of the running gateway.
+/// Shared state of the running gateway: everything a reload rebuilds.
 #[derive(Debug)]
 pub struct Gateway {
     routes: Routes,
     challenge: Challenge,
-    authn: Authenticator,
-    limiter: FailureLimiter,
+    guard: Guard,
     issuer: Issuer,
     token_path: String,
     upstream: Arc<Upstream>,
+    metrics: Arc<Metrics>,
+    audit: Arc<Audit>,
+    signing_kid: String,
+}
+
+/// What a request carries through the stages.
+struct Exchange<'a> {
+    conn: &'a ConnInfo,
+    request_id: &'a HeaderValue,
+    trace: &'a TraceContext,
+    access: &'a mut Access,
 }
 
 impl Gateway {
-    /// Builds the gateway from a validated config.
+    /// Builds the gateway from a validated config, recording into `metrics`
+    /// (which outlives reloads).
     ///
     /// # Errors
-    /// A trusted key file cannot be read or parsed.
-    pub fn from_config(config: Config) -> anyhow::Result<Gateway> {
+    /// A trusted key file cannot be read or parsed, or the audit file
+    /// cannot be opened.
+    pub fn from_config(config: GatewayConfig, metrics: Arc<Metrics>) -> anyhow::Result<Gateway> {
         let auth = &config.auth;
         let policy = VerifyPolicy {
             issuer: auth.issuer.clone(),
@@ -129,6 +156,8 @@ impl Gateway {
             config.auth.anonymous_pull.clone(),
             config.auth.authn.clone(),
         );
+        let signing_kid = config.issuer.signing_key.kid.clone();
+        metrics.signing_key_expires(config.issuer.signing_key_expires);
         let minter = Minter::new(
             config.issuer.signing_key,
             auth.issuer.clone(),
@@ -138,93 +167,118 @@ impl Gateway {
         Ok(Gateway {
             routes: Routes::new(&config.routes),
             challenge: Challenge::new(auth.realm.clone(), auth.service.clone()),
-            authn,
-            limiter: FailureLimiter::new(config.auth.limits),
+            guard: Guard::new(authn, FailureLimiter::new(config.auth.limits)),
             issuer: Issuer::new(minter, config.routes.depth),
             token_path: config.issuer.path,
             upstream: Arc::new(Upstream::new(
                 &config.upstream,
                 config.routes.context_path.as_deref(),
             )),
+            audit: Arc::new(Audit::open(config.audit.file.as_deref())?),
+            metrics,
+            signing_kid,
         })
     }
 
-    /// The upstream client, shared with the admin listener's readiness probe.
+    /// The upstream client, for the admin listener's readiness probe.
     pub fn upstream(&self) -> Arc<Upstream> {
         self.upstream.clone()
     }
 
+    /// The `kid` of the key tokens are signed with.
+    pub fn signing_kid(&self) -> &str {
+        &self.signing_kid
+    }
+
     /// Serves one request. Never fails: errors become responses here, and
-    /// this is where the one access-log line per request is written.
+    /// the response body carries the access record to its end.
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         conn: ConnInfo,
     ) -> Result<Response<Body>, Infallible> {
-        let started = Instant::now();
         let request_id = request_id(&req);
-        let span = tracing::info_span!(
+        let trace = TraceContext::continue_or_start(req.headers().get(header::TRACEPARENT));
+        let span = tracing::debug_span!(
             "request",
             id = %request_id.to_str().unwrap_or("-"),
             peer = %conn.peer,
-            method = %req.method(),
-            path = %req.uri().path(),
-            sub = tracing::field::Empty,
         );
+        let mut access = Access {
+            started: Instant::now(),
+            request_id: request_id.clone(),
+            trace_id: trace.trace_id.clone(),
+            peer: conn.peer,
+            method: req.method().clone(),
+            route: "unknown",
+            repo: None,
+            subject: "-".to_owned(),
+            decision: None,
+            status: 0,
+            upstream: None,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+            metrics: self.metrics.clone(),
+        };
         async move {
-            let mut response = match self.route(req, conn, &request_id).await {
+            let exchange = Exchange {
+                conn: &conn,
+                request_id: &request_id,
+                trace: &trace,
+                access: &mut access,
+            };
+            let mut response = match self.route(req, exchange).await {
                 Ok(response) => response,
-                Err(Refusal { error: e, close }) => {
-                    if e.is_client_fault() {
-                        debug!(error = %e, "refused");
-                    } else if matches!(e, GatewayError::Internal(_)) {
-                        error!(error = %e, "internal error");
-                    } else {
-                        warn!(error = %e, source = ?std::error::Error::source(&e), "upstream failure");
-                    }
-                    let mut response = e.into_response(&self.challenge);
-                    if close {
-                        response
-                            .headers_mut()
-                            .insert(CONNECTION, HeaderValue::from_static("close"));
-                    }
-                    response
-                }
+                Err(refusal) => self.refusal_response(refusal),
             };
             response
                 .headers_mut()
                 .insert(header::X_REQUEST_ID, request_id);
-            info!(
-                status = response.status().as_u16(),
-                micros = started.elapsed().as_micros() as u64,
-                "done"
-            );
-            Ok(response)
+            access.status = response.status().as_u16();
+            Ok(response.map(|b| ResponseTap::new(b, access).boxed()))
         }
         .instrument(span)
         .await
+    }
+
+    fn refusal_response(&self, Refusal { error: e, close }: Refusal) -> Response<Body> {
+        if e.is_client_fault() {
+            debug!(error = %e, "refused");
+        } else if matches!(e, GatewayError::Internal(_)) {
+            error!(error = %e, "internal error");
+        } else {
+            warn!(error = %e, source = ?std::error::Error::source(&e), "upstream failure");
+        }
+        let mut response = e.into_response(&self.challenge);
+        if close {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 
     /// The inner flow, written with `?`.
     async fn route(
         &self,
         req: Request<Incoming>,
-        conn: ConnInfo,
-        request_id: &HeaderValue,
+        x: Exchange<'_>,
     ) -> Result<Response<Body>, Refusal> {
         if req.uri().path() == self.token_path && check_target(&req).is_ok() {
-            let (subject, response) = self
-                .issuer
-                .handle(req, &self.authn, &self.limiter, conn.peer.ip())
-                .await?;
-            tracing::Span::current().record("sub", subject.as_str());
-            return Ok(response);
+            return self.token(req, x).await.map_err(Refusal::from);
         }
-        match self.admit(&req, &conn).await {
-            Ok(principal) => {
-                tracing::Span::current().record("sub", principal.subject());
-            }
+        let admitted = self.admit(&req, x.conn, &mut *x.access).await;
+        let handler = admitted.as_ref().ok().and_then(|a| a.handler);
+        let audited = audited_action(handler.or_else(|| self.handler_of(&req)));
+        let (principal, via) = match admitted {
+            Ok(a) => (a.principal, a.via),
             Err(error) => {
+                if let Some(action) = audited {
+                    let mut event = self.event(action, &req, &x);
+                    event.outcome = "refused";
+                    event.reason = error.decision().map(|d| d.labels().1);
+                    event.status = error.status().as_u16();
+                    self.audit.record(&event);
+                }
                 // Read the refused request's body (bounded) before answering:
                 // a client still sending an upload would otherwise see a
                 // reset instead of our 401 (helm-push reports "broken pipe").
@@ -239,42 +293,200 @@ impl Gateway {
                     close: !drained,
                 });
             }
-        }
+        };
+        x.access.subject = principal.subject().to_owned();
+        let event = audited.map(|action| {
+            let mut event = self.event(action, &req, &x);
+            event.subject = principal.subject().to_owned();
+            event.credential = via.name();
+            event.token_jti = token_jti(&principal);
+            event
+        });
+        self.forward(req, x, event).await
+    }
 
-        let mut req = req;
+    /// Sends an admitted request upstream and streams the answer back.
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        x: Exchange<'_>,
+        event: Option<Event>,
+    ) -> Result<Response<Body>, Refusal> {
         let authority = req.uri().authority().map(|a| a.as_str().to_owned());
-        if let Some(name) = self.authn.token_header() {
+        if let Some(name) = self.guard.authn().token_header() {
             req.headers_mut().remove(name);
         }
         header::prepare_request(
             req.headers_mut(),
             authority.as_deref(),
-            &conn.forwarded_for,
-            conn.proto,
-            request_id,
+            &x.conn.forwarded_for,
+            x.conn.proto,
+            x.request_id,
+            x.trace.header(),
         );
-        let mut response = self.upstream.send(req).await?;
+        let inspector = match &event {
+            Some(e) if e.action == audit::Action::Push => Some(inspect::start(
+                req.headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok()),
+            )),
+            _ => None,
+        };
+        let (feed, inspected) = inspector.unzip();
+        let req = req.map(|b| RequestTap::new(b, x.access.bytes_in.clone(), feed));
+        let asked = Instant::now();
+        let sent = self.upstream.send(req).await;
+        x.access.upstream = Some(asked.elapsed());
+        match &sent {
+            Ok(_) => self.metrics.upstream_answered(asked.elapsed()),
+            Err(GatewayError::UpstreamTimeout) => self.metrics.upstream_failed("timeout"),
+            Err(GatewayError::UpstreamUnavailable(_)) => self.metrics.upstream_failed("connect"),
+            Err(_) => {}
+        }
+        if let Some(mut event) = event {
+            event.status = match &sent {
+                Ok(r) => r.status().as_u16(),
+                Err(e) => e.status().as_u16(),
+            };
+            self.finish_event(event, inspected);
+        }
+        let mut response = sent?;
         header::prepare_response(response.headers_mut());
         Ok(upstream::into_body(response))
     }
 
+    /// Writes `event` once the upload inspector (if any) has its answer,
+    /// without holding up the response.
+    fn finish_event(
+        &self,
+        mut event: Event,
+        inspected: Option<tokio::task::JoinHandle<Option<Upload>>>,
+    ) {
+        let audit = self.audit.clone();
+        tokio::spawn(async move {
+            if let Some(task) = inspected {
+                if let Ok(Ok(Some(upload))) = tokio::time::timeout(INSPECT_WAIT, task).await {
+                    if let Some((chart, version)) = upload.chart_version() {
+                        event.chart = Some(chart);
+                        event.version = Some(version);
+                    }
+                    event.file = upload.file;
+                    event.sha256 = Some(upload.sha256);
+                    event.size = Some(upload.size);
+                }
+            }
+            audit.record(&event);
+        });
+    }
+
+    /// The token endpoint, with its metrics and audit event.
+    async fn token(
+        &self,
+        req: Request<Incoming>,
+        x: Exchange<'_>,
+    ) -> Result<Response<Body>, GatewayError> {
+        x.access.route = "token";
+        let mut event = self.event(audit::Action::Token, &req, &x);
+        let issued = self.issuer.handle(req, &self.guard, x.conn.peer.ip()).await;
+        match issued {
+            Ok(issued) => {
+                self.metrics.token_request(issued.grant, "issued");
+                x.access.subject.clone_from(&issued.account);
+                event.subject = issued.account;
+                event.grant = Some(issued.grant);
+                event.scopes_requested = Some(issued.requested);
+                event.scopes_granted = Some(issued.granted);
+                event.issued_jti = Some(issued.jti);
+                event.status = issued.response.status().as_u16();
+                self.audit.record(&event);
+                Ok(issued.response)
+            }
+            Err(e) => {
+                let outcome = issuer::refusal_outcome(&e);
+                self.metrics.token_request("unknown", outcome);
+                event.outcome = "refused";
+                event.reason = Some(outcome);
+                event.status = e.status().as_u16();
+                self.audit.record(&event);
+                Err(e)
+            }
+        }
+    }
+
+    /// An audit event for this request, with what is known before auth.
+    fn event<B>(&self, action: audit::Action, req: &Request<B>, x: &Exchange<'_>) -> Event {
+        let mut event = Event::new(
+            action,
+            x.request_id.to_str().unwrap_or("-"),
+            &x.trace.trace_id,
+            x.conn.peer.ip().to_string(),
+        );
+        event.repo.clone_from(&x.access.repo);
+        if action == audit::Action::Delete {
+            // `/api/:repo/charts/:name/:version`
+            let mut segments = req.uri().path().rsplit('/');
+            event.version = segments.next().map(str::to_owned);
+            event.chart = segments.next().map(str::to_owned);
+        }
+        event
+    }
+
+    /// The handler a request's path resolves to, ignoring auth (for the
+    /// audit of refused pushes).
+    fn handler_of<B>(&self, req: &Request<B>) -> Option<Handler> {
+        path::check(req.uri().path()).ok()?;
+        self.routes
+            .resolve(req.method(), req.uri().path())
+            .map(|r| r.route.handler)
+    }
+
     /// Everything decided before forwarding: framing, canonical path, route,
-    /// credentials and scope. Returns who the request is.
+    /// credentials and scope. Records the route and the decision.
     async fn admit(
         &self,
         req: &Request<Incoming>,
         conn: &ConnInfo,
-    ) -> Result<Principal, GatewayError> {
-        check_target(req)?;
-        path::check(req.uri().path())?;
+        access: &mut Access,
+    ) -> Result<Admitted, GatewayError> {
+        check_target(req).inspect_err(|_| access.route = "invalid")?;
+        path::check(req.uri().path()).inspect_err(|_| access.route = "invalid")?;
         let resolved = self
             .routes
             .resolve(req.method(), req.uri().path())
             .ok_or(GatewayError::NotFound)?;
-        match resolved.scope() {
-            Some(scope) => self.authorize(req.headers(), conn, scope).await,
-            None => Ok(Principal::Anonymous),
+        let handler = resolved.route.handler;
+        access.route = handler.name();
+        if !resolved.repo.is_empty() {
+            access.repo = Some(resolved.repo.clone());
         }
+        let Some(scope) = resolved.scope() else {
+            self.decided(access, Decision::Public);
+            return Ok(Admitted {
+                principal: Principal::Anonymous,
+                via: Via::Nothing,
+                handler: Some(handler),
+            });
+        };
+        let decided = self.authorize(req.headers(), conn, scope).await;
+        let decision = match &decided {
+            Ok((Principal::Anonymous, _)) => Some(Decision::Anonymous),
+            Ok(_) => Some(Decision::Allowed),
+            Err(e) => e.decision(),
+        };
+        if let Some(d) = decision {
+            self.decided(access, d);
+        }
+        let (principal, via) = decided?;
+        Ok(Admitted {
+            principal,
+            via,
+            handler: Some(handler),
+        })
+    }
+
+    fn decided(&self, access: &mut Access, decision: Decision) {
+        self.metrics.decision(decision);
+        access.decision = Some(decision);
     }
 
     /// Authenticates the request's credential and checks it grants `scope`.
@@ -283,43 +495,58 @@ impl Gateway {
         headers: &hyper::HeaderMap,
         conn: &ConnInfo,
         scope: Scope,
-    ) -> Result<Principal, GatewayError> {
-        let (peer, client_cn) = (conn.peer.ip(), conn.client_cn.as_deref());
-        let deny = |cause| GatewayError::Unauthorized {
-            scope: scope.clone(),
-            cause,
-        };
-        let attempt = self.authn.attempt(headers);
-        if let Some(account) = &attempt {
-            self.limiter
-                .check(peer, account.as_deref())
-                .map_err(|retry_after| GatewayError::TooManyAttempts { retry_after })?;
-        }
-        let principal = match self.authn.authenticate(headers, client_cn).await {
-            Ok(p) => p,
-            Err(AuthnError::Credential(CredentialError::Duplicate)) => {
-                return Err(GatewayError::DuplicateCredentials)
-            }
-            Err(AuthnError::Busy) => return Err(GatewayError::Busy),
-            Err(e) => {
-                if let Some(account) = &attempt {
-                    self.limiter.failed(peer, account.as_deref());
-                }
-                return Err(deny(AuthFailure::Authn(e)));
-            }
-        };
-        if let Some(account) = &attempt {
-            self.limiter.succeeded(peer, account.as_deref());
-        }
-        if self.authn.allows(&principal, &scope) {
-            Ok(principal)
+    ) -> Result<(Principal, Via), GatewayError> {
+        let (principal, via) = self
+            .guard
+            .request(headers, conn.peer.ip(), conn.client_cn.as_deref())
+            .await
+            .map_err(|denied| match denied {
+                Denied::LockedOut(retry_after) => GatewayError::TooManyAttempts { retry_after },
+                Denied::Busy => GatewayError::Busy,
+                Denied::Ambiguous => GatewayError::DuplicateCredentials,
+                Denied::Failed(e) => GatewayError::Unauthorized {
+                    scope: scope.clone(),
+                    cause: AuthFailure::Authn(e),
+                },
+            })?;
+        if self.guard.authn().allows(&principal, &scope) {
+            Ok((principal, via))
         } else if matches!(principal, Principal::Anonymous) {
-            Err(deny(AuthFailure::Missing))
+            Err(GatewayError::Unauthorized {
+                scope,
+                cause: AuthFailure::Missing,
+            })
         } else {
-            Err(deny(AuthFailure::InsufficientScope {
-                subject: principal.subject().to_owned(),
-            }))
+            Err(GatewayError::Unauthorized {
+                scope,
+                cause: AuthFailure::InsufficientScope {
+                    subject: principal.subject().to_owned(),
+                },
+            })
         }
+    }
+}
+
+/// A request past the guard.
+struct Admitted {
+    principal: Principal,
+    via: Via,
+    handler: Option<Handler>,
+}
+
+/// Which routes the audit trail records.
+fn audited_action(handler: Option<Handler>) -> Option<audit::Action> {
+    match handler? {
+        Handler::ApiUpload | Handler::ApiProvenance => Some(audit::Action::Push),
+        Handler::ApiDelete => Some(audit::Action::Delete),
+        _ => None,
+    }
+}
+
+fn token_jti(principal: &Principal) -> Option<String> {
+    match principal {
+        Principal::Token(claims) => claims.jti.clone(),
+        _ => None,
     }
 }
 

@@ -18,14 +18,32 @@ use tracing::{error, info};
 use chartgate::auth::access::{AccessEntry, ScopeRequest};
 use chartgate::auth::token::unix_now;
 use chartgate::auth::{account, key};
+use chartgate::config::LogFormat;
 use chartgate::issuer::{self, mint::Minter};
 use chartgate::server::admin::Admin;
 use chartgate::server::devcert;
 use chartgate::server::reload::{self, Live};
+use chartgate::telemetry::metrics::Metrics;
 use chartgate::{server, telemetry, Config, Gateway};
 
 /// Exit status for a bad command line or configuration (BSD `EX_USAGE`).
 const EX_USAGE: u8 = 64;
+/// Exit status for a failure while running, such as a listener address in
+/// use (BSD `EX_SOFTWARE` is for bugs; `EX_UNAVAILABLE` for a service that
+/// cannot be provided).
+const EX_UNAVAILABLE: u8 = 69;
+
+/// A failure after the configuration was accepted: not a usage error.
+#[derive(Debug)]
+struct RuntimeFailure(anyhow::Error);
+
+impl std::fmt::Display for RuntimeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for RuntimeFailure {}
 
 #[derive(Parser)]
 #[command(version, about = "Token-based auth gateway for ChartMuseum")]
@@ -99,8 +117,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    telemetry::init();
     let cli = Cli::parse();
+    // `serve` sets up logging once its config names the format.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        telemetry::init(LogFormat::Text);
+    }
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { config } => Config::load(&config).map(|_| println!("config ok")),
@@ -131,6 +152,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<RuntimeFailure>() => {
+            error!(error = %e, "chartgate stopped");
+            eprintln!("chartgate: {e}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
         Err(e) => {
             eprintln!("chartgate: {e:#}");
             ExitCode::from(EX_USAGE)
@@ -142,11 +168,12 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     // Load and validate before touching the network, so a bad config never
     // leaves a half-started process behind.
     let config = Config::load(&config_path)?;
-    let bound = config.listen.clone();
+    telemetry::init(config.server.log_format);
+    let server = config.server.clone();
     // One worker per CPU this process may use. On a single CPU a
     // current-thread runtime avoids waking a worker for every event:
     // measured +48% requests/s pinned to one core (bench/run.sh setup).
-    let workers = config
+    let workers = server
         .listen
         .worker_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -160,55 +187,54 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             .enable_all()
             .build()
     }
-    .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        let listeners = server::bind(&config.listen, config.tls.as_ref()).await?;
-        let tls = config.tls.clone();
-        let certs = tls.as_ref().map(|t| t.certs.clone());
-        let listen = config.listen.clone();
-        info!(
-            upstream = %config.upstream.base,
-            depth = config.routes.depth,
-            realm = %config.auth.realm,
-            kid = %config.issuer.signing_key.kid,
-            "chartgate starting"
-        );
-        let gateway = Gateway::from_config(config)?;
-        let admin = Arc::new(Admin {
-            upstream: gateway.upstream(),
-            draining: Arc::new(AtomicBool::new(false)),
-        });
-        let live = Arc::new(Live::new(gateway));
-        let bound_tls = tls.as_ref().map(|t| t.addr);
-        tokio::spawn(reload::on_sighup(live.clone(), move || {
-            // Certificates first: their files may change without the config.
-            if let Some(certs) = &certs {
-                certs
-                    .reload()
-                    .context("tls: the new certificate was refused")?;
-            }
-            let config = Config::load(&config_path)?;
-            if config.listen.addr != bound.addr
-                || config.listen.admin_addr != bound.admin_addr
-                || config.tls.as_ref().map(|t| t.addr) != bound_tls
-            {
-                anyhow::bail!("listen addresses cannot change without a restart");
-            }
-            Gateway::from_config(config)
-        }));
-        let shutdown = async {
-            if let Err(e) = server::shutdown::signal().await {
-                error!(error = %e, "cannot install signal handlers");
-                std::future::pending::<()>().await;
-            }
-        };
-        server::run(listeners, live, Some(admin), listen, tls, shutdown).await
-    })
+    .context("starting the async runtime")
+    .map_err(RuntimeFailure)?;
+    runtime
+        .block_on(run(config, config_path))
+        .map_err(|e| RuntimeFailure(e).into())
+}
+
+/// Binds, builds the gateway and serves until a shutdown signal.
+async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
+    let server = config.server.clone();
+    let listeners = server::bind(&server.listen, server.tls.as_ref()).await?;
+    let certs = server.tls.as_ref().map(|t| t.certs.clone());
+    info!(
+        upstream = %config.gateway.upstream.base,
+        depth = config.gateway.routes.depth,
+        realm = %config.gateway.auth.realm,
+        kid = %config.gateway.issuer.signing_key.kid,
+        "chartgate starting"
+    );
+    let metrics = Arc::new(Metrics::new());
+    let gateway = Gateway::from_config(config.gateway, metrics.clone())?;
+    let live = Arc::new(Live::new(gateway, config.table, metrics));
+    let admin = Arc::new(Admin {
+        live: live.clone(),
+        draining: Arc::new(AtomicBool::new(false)),
+        certs: certs.clone(),
+    });
+    tokio::spawn(reload::on_sighup(live.clone(), config_path, certs));
+    let shutdown = async {
+        if let Err(e) = server::shutdown::signal().await {
+            error!(error = %e, "cannot install signal handlers");
+            std::future::pending::<()>().await;
+        }
+    };
+    server::run(
+        listeners,
+        live,
+        Some(admin),
+        server.listen,
+        server.tls,
+        shutdown,
+    )
+    .await
 }
 
 fn public_key(config_path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    match &config.issuer.signing_key.public_pem {
+    match &config.gateway.issuer.signing_key.public_pem {
         Some(pem) => {
             print!("{pem}");
             Ok(())
@@ -270,7 +296,8 @@ fn token(
     count: u32,
 ) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let account = config
+    let gateway = config.gateway;
+    let account = gateway
         .accounts
         .get(account_id)
         .with_context(|| format!("no account {account_id:?} in the config"))?;
@@ -280,17 +307,17 @@ fn token(
     }
     let requested = scopes
         .iter()
-        .map(|s| ScopeRequest::parse(s, config.routes.depth).map_err(anyhow::Error::msg))
+        .map(|s| ScopeRequest::parse(s, gateway.routes.depth).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let granted = issuer::grant(&account, &requested);
     if granted.len() < requested.len() {
         eprintln!("chartgate: note: some requested scopes are not allowed for {account_id:?} and were left out");
     }
     let minter = Minter::new(
-        config.issuer.signing_key,
-        config.auth.issuer.clone(),
-        config.auth.audience.clone(),
-        ttl.unwrap_or(config.issuer.token_ttl),
+        gateway.issuer.signing_key,
+        gateway.auth.issuer.clone(),
+        gateway.auth.audience.clone(),
+        ttl.unwrap_or(gateway.issuer.token_ttl),
     );
     let access: Vec<AccessEntry> = granted.iter().map(AccessEntry::from_request).collect();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

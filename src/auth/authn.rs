@@ -67,6 +67,40 @@ pub enum AuthnError {
     Busy,
 }
 
+/// How a request presented its credential (for the audit trail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `Authorization: Bearer <jwt>`.
+    BearerToken,
+    /// A JWT under the raw-token header (helm-push `--auth-header`).
+    TokenHeader,
+    /// `Authorization: Basic` with a JWT as the password.
+    BasicToken,
+    /// `Authorization: Basic` with an account id and secret.
+    BasicPassword,
+    /// An API key as `Bearer` or under the raw-token header.
+    ApiKey,
+    /// A verified TLS client certificate.
+    ClientCert,
+    /// No credential.
+    Nothing,
+}
+
+impl Via {
+    /// The name used in audit events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::BearerToken => "bearer_token",
+            Via::TokenHeader => "token_header",
+            Via::BasicToken => "basic_token",
+            Via::BasicPassword => "basic_password",
+            Via::ApiKey => "api_key",
+            Via::ClientCert => "client_cert",
+            Via::Nothing => "none",
+        }
+    }
+}
+
 /// A credential as presented, before it is checked.
 enum Presented {
     Jwt(String),
@@ -147,8 +181,8 @@ impl Authenticator {
         self.options.token_header.as_ref()
     }
 
-    /// Reads the one credential in `headers`.
-    fn presented(&self, headers: &HeaderMap) -> Result<Option<Presented>, CredentialError> {
+    /// Reads the one credential in `headers`, and how it came.
+    fn presented(&self, headers: &HeaderMap) -> Result<Option<(Presented, Via)>, CredentialError> {
         let authorization = credential::from_headers(headers)?;
         let raw = match &self.options.token_header {
             Some(name) => {
@@ -173,20 +207,20 @@ impl Authenticator {
                     return Err(CredentialError::Malformed);
                 }
                 Ok(Some(if is_jwt(token) {
-                    Presented::Jwt(token.to_owned())
+                    (Presented::Jwt(token.to_owned()), Via::TokenHeader)
                 } else {
-                    Presented::ApiKey(token.to_owned())
+                    (Presented::ApiKey(token.to_owned()), Via::ApiKey)
                 }))
             }
             (Some(Credential::Bearer(t)), None) => Ok(Some(if is_jwt(&t) {
-                Presented::Jwt(t)
+                (Presented::Jwt(t), Via::BearerToken)
             } else {
-                Presented::ApiKey(t)
+                (Presented::ApiKey(t), Via::ApiKey)
             })),
             (Some(Credential::Basic { user, password }), None) => Ok(Some(if is_jwt(&password) {
-                Presented::Jwt(password)
+                (Presented::Jwt(password), Via::BasicToken)
             } else {
-                Presented::Password { user, password }
+                (Presented::Password { user, password }, Via::BasicPassword)
             })),
         }
     }
@@ -252,23 +286,43 @@ impl Authenticator {
         headers: &HeaderMap,
         client_cn: Option<&str>,
     ) -> Result<Principal, AuthnError> {
+        self.authenticate_via(headers, client_cn)
+            .await
+            .map(|(principal, _)| principal)
+    }
+
+    /// [`Authenticator::authenticate`], also saying how the credential came.
+    ///
+    /// # Errors
+    /// A credential is present but malformed, ambiguous or wrong.
+    pub async fn authenticate_via(
+        &self,
+        headers: &HeaderMap,
+        client_cn: Option<&str>,
+    ) -> Result<(Principal, Via), AuthnError> {
         if let Some(claims) = self.cached_bearer(headers) {
-            return Ok(Principal::Token(claims));
+            return Ok((Principal::Token(claims), Via::BearerToken));
         }
-        match self.presented(headers)? {
-            None => Ok(client_cn
-                .and_then(|cn| self.accounts.by_client_cn(cn, unix_now()))
-                .map_or(Principal::Anonymous, Principal::Account)),
-            Some(Presented::Jwt(token)) => Ok(Principal::Token(self.verifier.verify(&token)?)),
-            Some(Presented::ApiKey(key)) => self
+        let Some((presented, via)) = self.presented(headers)? else {
+            return Ok(
+                match client_cn.and_then(|cn| self.accounts.by_client_cn(cn, unix_now())) {
+                    Some(account) => (Principal::Account(account), Via::ClientCert),
+                    None => (Principal::Anonymous, Via::Nothing),
+                },
+            );
+        };
+        let principal = match presented {
+            Presented::Jwt(token) => Principal::Token(self.verifier.verify(&token)?),
+            Presented::ApiKey(key) => self
                 .accounts
                 .by_api_key(&key, unix_now())
                 .map(Principal::Account)
-                .ok_or(AuthnError::ApiKey),
-            Some(Presented::Password { user, password }) => {
-                self.account(&user, &password).await.map(Principal::Account)
+                .ok_or(AuthnError::ApiKey)?,
+            Presented::Password { user, password } => {
+                Principal::Account(self.account(&user, &password).await?)
             }
-        }
+        };
+        Ok((principal, via))
     }
 
     /// Authenticates an account by API key (`Bearer`) or id and secret

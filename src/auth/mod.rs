@@ -9,6 +9,7 @@ pub mod acl;
 pub mod authn;
 pub mod challenge;
 pub mod credential;
+pub mod guard;
 pub mod key;
 pub mod keyset;
 pub mod limit;

@@ -32,6 +32,27 @@ pub enum Handler {
 }
 
 impl Handler {
+    /// The route kind, as logs and metrics name it.
+    pub fn name(self) -> &'static str {
+        use Handler::*;
+        match self {
+            Welcome => "welcome",
+            Info => "info",
+            Health => "health",
+            Index => "index",
+            Chart => "chart",
+            ArtifactHub => "artifact_hub",
+            ApiList => "api_list",
+            ApiChart => "api_chart",
+            ApiVersion => "api_version",
+            ApiTemplates => "api_templates",
+            ApiValues => "api_values",
+            ApiUpload => "api_upload",
+            ApiProvenance => "api_provenance",
+            ApiDelete => "api_delete",
+        }
+    }
+
     /// Whether the row belongs to the chart-manipulation API (`--disable-api`).
     pub fn is_api(self) -> bool {
         use Handler::*;

@@ -1,6 +1,6 @@
 //! The configuration file as written: serde types that mirror the TOML,
-//! with defaults, refusing unknown keys. Nothing here is validated; see
-//! [`super::RawConfig::validate`].
+//! with defaults, refusing unknown keys. Nothing here is validated: each
+//! section validates itself in the file for its part of the configuration.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +23,35 @@ pub struct RawConfig {
     pub issuer: RawIssuer,
     #[serde(default)]
     pub accounts: Vec<RawAccount>,
+    #[serde(default)]
+    pub log: RawLog,
+    pub audit: Option<RawAudit>,
+}
+
+/// `[log]`: how log lines are written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` or `json`.
+    #[serde(default = "defaults::log_format")]
+    pub format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> RawLog {
+        RawLog {
+            format: defaults::log_format(),
+        }
+    }
+}
+
+/// `[audit]`: where publish, delete and issuance events go.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Append events to this file as JSON lines; without it they go to the
+    /// log stream (target `audit`).
+    pub file: Option<PathBuf>,
 }
 
 /// One account as written.
@@ -174,6 +203,9 @@ pub struct RawIssuer {
     pub algorithm: String,
     #[serde(with = "humantime_serde", default = "defaults::token_ttl")]
     pub token_ttl: Duration,
+    /// RFC 3339 time by which the signing key is to be rotated; exported
+    /// as a metric so an alert can fire before it.
+    pub signing_key_expires: Option<String>,
 }
 
 /// Where a secret comes from: exactly one of `env` or `file`.
@@ -253,6 +285,9 @@ pub(super) mod defaults {
     }
     pub fn algorithm() -> String {
         "RS256".into()
+    }
+    pub fn log_format() -> String {
+        "text".into()
     }
     /// The example server's fixed lifetime.
     pub fn token_ttl() -> Duration {

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::auth::key::tests::test_rsa_pem;
+use std::time::Duration;
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -43,15 +44,19 @@ fn load(text: &str) -> Result<Config> {
 #[test]
 fn good_config_gets_defaults() {
     let c = load(GOOD).unwrap();
-    assert_eq!(c.routes.depth, 2);
-    assert_eq!(c.auth.audience, "localhost:8080");
-    assert_eq!(c.auth.issuer, "chartgate");
-    assert_eq!(c.issuer.path, "/oauth/token");
-    assert_eq!(c.issuer.token_ttl, Duration::from_secs(300));
-    assert_eq!(c.upstream.max_upload_bytes, 20 * 1024 * 1024);
-    assert_eq!(c.listen.read_timeout, Duration::from_secs(75));
-    assert_eq!(c.listen.write_timeout, Duration::from_secs(60));
-    let master = c.accounts.by_api_key("0123456789abcdef-master", 0).unwrap();
+    assert_eq!(c.gateway.routes.depth, 2);
+    assert_eq!(c.gateway.auth.audience, "localhost:8080");
+    assert_eq!(c.gateway.auth.issuer, "chartgate");
+    assert_eq!(c.gateway.issuer.path, "/oauth/token");
+    assert_eq!(c.gateway.issuer.token_ttl, Duration::from_secs(300));
+    assert_eq!(c.gateway.upstream.max_upload_bytes, 20 * 1024 * 1024);
+    assert_eq!(c.server.listen.read_timeout, Duration::from_secs(75));
+    assert_eq!(c.server.listen.write_timeout, Duration::from_secs(60));
+    let master = c
+        .gateway
+        .accounts
+        .by_api_key("0123456789abcdef-master", 0)
+        .unwrap();
     assert_eq!(master.id, "master");
     assert!(master
         .acl
@@ -85,11 +90,11 @@ fn the_shipped_sample_parses() {
             .replace("CHARTGATE_MASTER_KEY", "MASTER"),
     )
     .unwrap();
-    assert_eq!(c.upstream.base, "http://127.0.0.1:8081/");
-    assert_eq!(c.listen.addr.unwrap().to_string(), "127.0.0.1:8080");
-    assert_eq!(c.auth.realm, "http://localhost:8080/oauth/token");
-    assert_eq!(c.routes.depth, 2);
-    assert_eq!(c.tls.unwrap().addr.to_string(), "127.0.0.1:8443");
+    assert_eq!(c.gateway.upstream.base, "http://127.0.0.1:8081/");
+    assert_eq!(c.server.listen.addr.unwrap().to_string(), "127.0.0.1:8080");
+    assert_eq!(c.gateway.auth.realm, "http://localhost:8080/oauth/token");
+    assert_eq!(c.gateway.routes.depth, 2);
+    assert_eq!(c.server.tls.unwrap().addr.to_string(), "127.0.0.1:8443");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -274,7 +279,35 @@ fn missing_section_is_named() {
 #[test]
 fn context_path_is_normalised_like_chartmuseum() {
     let c = load(&GOOD.replace("depth = 2", "depth = 2\ncontext_path = \"cm/\"")).unwrap();
-    assert_eq!(c.routes.context_path.as_deref(), Some("/cm"));
+    assert_eq!(c.gateway.routes.context_path.as_deref(), Some("/cm"));
     let c = load(&GOOD.replace("depth = 2", "depth = 2\ncontext_path = \"/\"")).unwrap();
-    assert_eq!(c.routes.context_path, None);
+    assert_eq!(c.gateway.routes.context_path, None);
+}
+
+#[test]
+fn log_format_is_text_or_json() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.server.log_format, LogFormat::Text);
+    let c = load(&format!("{GOOD}\n[log]\nformat = \"json\"\n")).unwrap();
+    assert_eq!(c.server.log_format, LogFormat::Json);
+    let err = format!(
+        "{:#}",
+        load(&format!("{GOOD}\n[log]\nformat = \"xml\"\n")).unwrap_err()
+    );
+    assert!(err.contains("log.format"), "{err}");
+}
+
+#[test]
+fn audit_file_is_relative_to_the_config() {
+    let c = Config::from_toml_str(
+        &format!("{GOOD}\n[audit]\nfile = \"audit.jsonl\"\n"),
+        Path::new("/etc/chartgate"),
+        &env,
+    )
+    .unwrap();
+    assert_eq!(
+        c.gateway.audit.file.as_deref(),
+        Some(Path::new("/etc/chartgate/audit.jsonl"))
+    );
+    assert!(load(GOOD).unwrap().gateway.audit.file.is_none());
 }

@@ -25,9 +25,8 @@ use time::OffsetDateTime;
 
 use crate::auth::access::{AccessEntry, ScopeRequest};
 use crate::auth::account::Account;
-use crate::auth::authn::{Authenticator, AuthnError};
 use crate::auth::credential::{self, Credential, CredentialError};
-use crate::auth::limit::FailureLimiter;
+use crate::auth::guard::{Denied, Guard};
 use crate::auth::token::unix_now;
 use crate::body::{self, Body};
 use crate::error::{GatewayError, OAuthCode, JSON};
@@ -38,6 +37,31 @@ use request::TokenRequest;
 const MAX_FORM_BYTES: usize = 8 * 1024;
 /// How long a token request's body may take to arrive.
 const FORM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A token issued, with what the audit trail records of it.
+#[derive(Debug)]
+pub struct Issued {
+    pub response: Response<Body>,
+    /// The account the token is for.
+    pub account: String,
+    /// The request form: `client_credentials`, `password` or `docker_get`.
+    pub grant: &'static str,
+    pub requested: Vec<String>,
+    pub granted: Vec<String>,
+    /// The new token's `jti`.
+    pub jti: String,
+}
+
+/// The metrics outcome of a refused token request.
+pub fn refusal_outcome(error: &GatewayError) -> &'static str {
+    match error {
+        GatewayError::InvalidClient => "invalid_client",
+        GatewayError::TooManyAttempts { .. } => "locked_out",
+        GatewayError::Busy => "busy",
+        GatewayError::TokenRequest { code, .. } => code.as_str(),
+        _ => "invalid_request",
+    }
+}
 
 /// Issues tokens.
 #[derive(Debug)]
@@ -73,18 +97,16 @@ impl Issuer {
         Issuer { minter, depth }
     }
 
-    /// Serves one token request; returns the account with the response so
-    /// the access log can name it.
+    /// Serves one token request: the response, with what it granted to whom.
     ///
     /// # Errors
     /// The request is refused; see [`GatewayError`] for the statuses.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        authn: &Authenticator,
-        limiter: &FailureLimiter,
+        guard: &Guard,
         peer: IpAddr,
-    ) -> Result<(String, Response<Body>), GatewayError> {
+    ) -> Result<Issued, GatewayError> {
         let is_get = match *req.method() {
             Method::GET => true,
             Method::POST => false,
@@ -124,24 +146,15 @@ impl Issuer {
         } else {
             header_credential.ok_or(GatewayError::InvalidClient)?
         };
-        let claimed = match &credential {
-            Credential::Basic { user, .. } => Some(user.as_str()),
-            Credential::Bearer(_) => None,
-        };
-        limiter
-            .check(peer, claimed)
-            .map_err(|retry_after| GatewayError::TooManyAttempts { retry_after })?;
-        let account = match authn.client(&credential).await {
-            Ok(account) => {
-                limiter.succeeded(peer, claimed);
-                account
-            }
-            Err(AuthnError::Busy) => return Err(GatewayError::Busy),
-            Err(_) => {
-                limiter.failed(peer, claimed);
-                return Err(GatewayError::InvalidClient);
-            }
-        };
+        let account = guard
+            .client(&credential, peer)
+            .await
+            .map_err(|denied| match denied {
+                Denied::LockedOut(retry_after) => GatewayError::TooManyAttempts { retry_after },
+                Denied::Busy => GatewayError::Busy,
+                Denied::Ambiguous => GatewayError::DuplicateCredentials,
+                Denied::Failed(_) => GatewayError::InvalidClient,
+            })?;
 
         match request.grant_type.as_deref() {
             Some("client_credentials" | "password") => {}
@@ -156,6 +169,11 @@ impl Issuer {
             }
         }
 
+        let form = match request.grant_type.as_deref() {
+            Some("password") => "password",
+            Some(_) => "client_credentials",
+            None => "docker_get",
+        };
         let granted = grant(&account, &request.scopes);
         let now = unix_now();
         let access: Vec<AccessEntry> = granted.iter().map(AccessEntry::from_request).collect();
@@ -184,7 +202,14 @@ impl Issuer {
         headers.insert(CONTENT_TYPE, JSON);
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-        Ok((account.id.clone(), response))
+        Ok(Issued {
+            response,
+            account: account.id.clone(),
+            grant: form,
+            requested: request.scopes.iter().map(ToString::to_string).collect(),
+            granted: granted.iter().map(ToString::to_string).collect(),
+            jti: minted.claims.jti.clone().unwrap_or_default(),
+        })
     }
 }
 

@@ -45,6 +45,7 @@ const OWNED_BY_GATEWAY: &[&str] = &[
     "x-http-method",
     "x-method-override",
     "x-request-id",
+    "traceparent",
 ];
 
 /// Whether `name` equals `owned` once `_` and `.` are read as `-`, the
@@ -65,16 +66,20 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// Whether `name` is one the gateway owns, under any `_`/`.` spelling.
 fn is_owned_by_gateway(name: &HeaderName) -> bool {
-    // Every owned name starts with `a`, `f` or `x`; most headers do not.
-    matches!(name.as_str().as_bytes().first(), Some(b'a' | b'f' | b'x'))
-        && OWNED_BY_GATEWAY
-            .iter()
-            .any(|owned| same_folded(name.as_str(), owned))
+    // Every owned name starts with `a`, `f`, `t` or `x`; most headers do not.
+    matches!(
+        name.as_str().as_bytes().first(),
+        Some(b'a' | b'f' | b't' | b'x')
+    ) && OWNED_BY_GATEWAY
+        .iter()
+        .any(|owned| same_folded(name.as_str(), owned))
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// W3C Trace Context, replaced with the gateway's own hop.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// The request id, sent upstream and echoed to the client.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -118,6 +123,7 @@ pub fn prepare_request(
     forwarded_for: &HeaderValue,
     proto: &'static str,
     request_id: &HeaderValue,
+    traceparent: HeaderValue,
 ) {
     // An absolute-form target's authority wins over Host (RFC 9112 §3.2.2);
     // HTTP/2 sends only the authority.
@@ -128,7 +134,7 @@ pub fn prepare_request(
     remove_where(headers, |name| {
         is_hop_by_hop(name) || is_owned_by_gateway(name)
     });
-    headers.reserve(4);
+    headers.reserve(5);
     // The peer is the only client address we can vouch for; a chain of
     // trusted proxies in front of us would be a configuration option.
     headers.insert(X_FORWARDED_FOR, forwarded_for.clone());
@@ -137,6 +143,7 @@ pub fn prepare_request(
         headers.insert(X_FORWARDED_HOST, host);
     }
     headers.insert(X_REQUEST_ID, request_id.clone());
+    headers.insert(TRACEPARENT, traceparent);
 }
 
 /// Prepares an upstream response's headers for the client. An upstream
@@ -179,12 +186,15 @@ mod tests {
             ("x_original_url", "/admin"),
             ("x-forwarded-uri", "/other/repo/index.yaml"),
             ("x-request-id", "forged"),
+            ("traceparent", "00-forged-forged-01"),
             ("user-agent", "Helm/3.21"),
             ("content-type", "multipart/form-data; boundary=x"),
         ]);
         let rid = HeaderValue::from_static("rid-1");
         let peer = HeaderValue::from_static("10.1.2.3");
-        prepare_request(&mut h, None, &peer, "https", &rid);
+        let trace =
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        prepare_request(&mut h, None, &peer, "https", &rid, trace.clone());
         let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(
@@ -192,6 +202,7 @@ mod tests {
             [
                 "content-type",
                 "host",
+                "traceparent",
                 "user-agent",
                 "x-forwarded-for",
                 "x-forwarded-host",
@@ -203,6 +214,7 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "gw.example:8080");
         assert_eq!(h["x-request-id"], "rid-1");
+        assert_eq!(h["traceparent"], trace);
     }
 
     #[test]

@@ -125,6 +125,11 @@ impl Pool {
         }
     }
 
+    /// Idle connections held now (the metrics read it at scrape time).
+    pub fn idle_count(&self) -> usize {
+        self.lock().len()
+    }
+
     /// The most recently idled connection that is still usable, if any.
     async fn checkout(&self) -> Option<SendRequest<Body>> {
         loop {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, Uri, Version};
@@ -94,6 +93,11 @@ impl Upstream {
         )
     }
 
+    /// Idle pooled connections to ChartMuseum.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_count()
+    }
+
     /// The upload cap, for early `413`s on a declared `Content-Length`.
     pub fn max_upload_bytes(&self) -> u64 {
         self.max_upload_bytes
@@ -102,7 +106,7 @@ impl Upstream {
     /// The origin-form target for the upstream: the request's own
     /// `path?query`, already parsed (an absolute-form target loses its
     /// scheme and authority here).
-    fn target(req: &Request<Incoming>) -> Uri {
+    fn target<B>(req: &Request<B>) -> Uri {
         Uri::from(
             req.uri()
                 .path_and_query()
@@ -117,7 +121,11 @@ impl Upstream {
     /// # Errors
     /// `PayloadTooLarge` when the body passes the cap, `UpstreamTimeout` when
     /// no response head arrives in time, `UpstreamUnavailable` otherwise.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<PooledBody>, GatewayError> {
+    pub async fn send<B>(&self, req: Request<B>) -> Result<Response<PooledBody>, GatewayError>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + Unpin + 'static,
+        B::Error: Into<crate::body::BoxError>,
+    {
         let limit = self.max_upload_bytes;
         let declared = req
             .headers()

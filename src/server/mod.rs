@@ -39,6 +39,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{ListenConfig, TlsConfig};
 use crate::gateway::ConnInfo;
+use crate::telemetry::metrics::{ConnectionGuard, Listener, Metrics};
 use admin::Admin;
 use reload::Live;
 use stall::{Stall, StallTimeouts};
@@ -150,7 +151,7 @@ fn serve<S>(
     io: S,
     stall: StallTimeouts,
     conn: ConnInfo,
-    permit: OwnedSemaphorePermit,
+    held: (OwnedSemaphorePermit, ConnectionGuard),
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -159,22 +160,22 @@ fn serve<S>(
     let io = TokioIo::new(Box::pin(Stall::new(io, stall)));
     if h2 {
         let connection = watcher.watch(builders.h2.serve_connection(io, svc));
-        tokio::spawn(drive(connection, permit));
+        tokio::spawn(drive(connection, held));
     } else {
         let connection = watcher.watch(builders.h1.serve_connection(io, svc));
-        tokio::spawn(drive(connection, permit));
+        tokio::spawn(drive(connection, held));
     }
 }
 
 /// Runs a connection to its end, then frees its slot.
 async fn drive(
     connection: impl Future<Output = Result<(), hyper::Error>>,
-    permit: OwnedSemaphorePermit,
+    held: (OwnedSemaphorePermit, ConnectionGuard),
 ) {
     if let Err(e) = connection.await {
         debug!(error = %e, "connection ended with an error");
     }
-    drop(permit);
+    drop(held);
 }
 
 /// Accepts until the listener fails for good; `tls` turns on the handshake.
@@ -194,6 +195,13 @@ async fn accept_loop(shared: &Shared, listener: TcpListener, tls: Option<(TlsAcc
             }
         };
         let _ = stream.set_nodelay(true);
+        let metrics = shared.live.metrics().clone();
+        let kind = if tls.is_some() {
+            Listener::Tls
+        } else {
+            Listener::Plain
+        };
+        let held = (permit, metrics.connection(kind));
         let watcher = shared.graceful.watcher();
         let live = shared.live.clone();
         let builders = shared.builders.clone();
@@ -204,7 +212,7 @@ async fn accept_loop(shared: &Shared, listener: TcpListener, tls: Option<(TlsAcc
                 tokio::spawn(async move {
                     if let Some(h2) = sniff(&stream, first_byte_timeout).await {
                         let conn = ConnInfo::plain(peer);
-                        serve(live, &builders, h2, watcher, stream, stall, conn, permit);
+                        serve(live, &builders, h2, watcher, stream, stall, conn, held);
                     }
                 });
             }
@@ -212,10 +220,10 @@ async fn accept_loop(shared: &Shared, listener: TcpListener, tls: Option<(TlsAcc
                 let (acceptor, timeout) = (acceptor.clone(), *timeout);
                 tokio::spawn(async move {
                     if let Some((stream, conn, h2)) =
-                        handshake(acceptor, stream, peer, timeout).await
+                        handshake(acceptor, stream, peer, timeout, &metrics).await
                     {
                         // ALPN already chose the protocol.
-                        serve(live, &builders, h2, watcher, stream, stall, conn, permit);
+                        serve(live, &builders, h2, watcher, stream, stall, conn, held);
                     }
                 });
             }
@@ -229,8 +237,15 @@ async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
     timeout: Duration,
+    metrics: &Metrics,
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, ConnInfo, bool)> {
-    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+    let outcome = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
+    metrics.handshake(match &outcome {
+        Ok(Ok(_)) => "ok",
+        Ok(Err(_)) => "failed",
+        Err(_) => "timeout",
+    });
+    match outcome {
         Ok(Ok(stream)) => {
             let (_, session) = stream.get_ref();
             let client_cn = session
@@ -318,6 +333,7 @@ pub async fn run(
                     continue;
                 }
             };
+            let counted = shared.live.metrics().connection(Listener::Admin);
             let admin = admin.clone();
             let svc = service_fn(move |req| admin.clone().handle(req));
             let stream = Box::pin(Stall::new(stream, shared.stall));
@@ -331,6 +347,7 @@ pub async fn run(
                 if let Err(e) = conn.await {
                     debug!(error = %e, "admin connection ended with an error");
                 }
+                drop(counted);
             });
         }
         #[allow(unreachable_code)]

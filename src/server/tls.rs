@@ -182,6 +182,18 @@ pub fn server_config(store: Arc<CertStore>, client_ca: Option<&Path>) -> Result<
     Ok(Arc::new(config))
 }
 
+/// The not-after time (unix seconds) of the leaf certificate in service.
+pub fn not_after(store: &CertStore) -> Option<i64> {
+    let pair = store
+        .current
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let leaf = pair.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// The common name of a verified client certificate, if it has one.
 pub fn client_common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;

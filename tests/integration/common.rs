@@ -271,17 +271,24 @@ pub async fn spawn_gateway(config: Config) -> Gw {
     let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = main.local_addr().unwrap();
     let admin_addr = admin_listener.local_addr().unwrap();
-    let listen = config.listen.clone();
-    let tls = config.tls.clone();
+    let listen = config.server.listen.clone();
+    let tls = config.server.tls.clone();
     let tls_listener = match &tls {
         Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
         None => None,
     };
     let tls_addr = tls_listener.as_ref().map(|l| l.local_addr().unwrap());
-    let gateway = Gateway::from_config(config).unwrap();
+    let metrics = Arc::new(chartgate::telemetry::metrics::Metrics::new());
+    let gateway = Gateway::from_config(config.gateway, metrics.clone()).unwrap();
+    let live = Arc::new(chartgate::server::reload::Live::new(
+        gateway,
+        config.table,
+        metrics,
+    ));
     let admin = Arc::new(Admin {
-        upstream: gateway.upstream(),
+        live: live.clone(),
         draining: Arc::new(AtomicBool::new(false)),
+        certs: tls.as_ref().map(|t| t.certs.clone()),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let listeners = Listeners {
@@ -289,7 +296,6 @@ pub async fn spawn_gateway(config: Config) -> Gw {
         tls: tls_listener,
         admin: Some(admin_listener),
     };
-    let live = Arc::new(chartgate::server::reload::Live::new(gateway));
     let done = tokio::spawn(server::run(
         listeners,
         live.clone(),
@@ -308,6 +314,11 @@ pub async fn spawn_gateway(config: Config) -> Gw {
         stop: Some(stop),
         done,
     }
+}
+
+/// A gateway built from `config` for `gw`'s live slot (a reload by hand).
+pub fn rebuild(gw: &Gw, config: Config) -> Gateway {
+    Gateway::from_config(config.gateway, gw.live.metrics().clone()).unwrap()
 }
 
 /// Upstream plus gateway with the base config.

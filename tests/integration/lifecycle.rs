@@ -210,8 +210,7 @@ async fn a_replaced_gateway_serves_the_next_request() {
     // The same config without alice: her remembered password check goes too.
     let text = accounts_config().replace("id = \"alice\"", "id = \"alice-gone\"");
     let config = config(&text, up.addr);
-    gw.live
-        .replace(chartgate::Gateway::from_config(config).unwrap());
+    gw.live.replace(rebuild(&gw, config));
     assert_eq!(get(&url, Some(&alice)).await.status, 401);
 }
 
