@@ -10,6 +10,7 @@ mod common;
 mod chartmuseum;
 mod clients;
 mod helm;
+mod operations;
 mod oracle;
 mod tls;
 mod tokens;

@@ -501,6 +501,14 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The address in the first "listening" log line, text or JSON.
+pub fn listening_addr(line: &str) -> SocketAddr {
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+        return json["addr"].as_str().unwrap().parse().unwrap();
+    }
+    line.rsplit("addr=").next().unwrap().trim().parse().unwrap()
+}
+
 /// The real `chartgate` binary serving `config`, its log lines, and the
 /// address it reported listening on.
 pub struct Binary {
@@ -534,7 +542,15 @@ pub async fn spawn_binary(config: &Path, env: &[(&str, &str)]) -> Binary {
             let _ = lines_tx.send(line);
         }
     });
-    let line = wait_for(&mut lines, "INFO listening addr=").await;
-    let addr = line.rsplit("addr=").next().unwrap().trim().parse().unwrap();
-    Binary { child, lines, addr }
+    let line = loop {
+        let line = wait_for(&mut lines, "listening").await;
+        if line.contains("INFO listening addr=") || line.contains("\"message\":\"listening\"") {
+            break line;
+        }
+    };
+    Binary {
+        child,
+        lines,
+        addr: listening_addr(&line),
+    }
 }

@@ -12,8 +12,54 @@ use crate::common::*;
 
 #[tokio::test]
 async fn no_secret_reaches_logs_bodies_or_the_upstream() {
+    let logs = no_secret_leaks("text").await;
+    assert!(
+        logs.contains(" done ") || logs.contains("done"),
+        "no access line"
+    );
+}
+
+/// The same with `log.format = "json"`: every line is one JSON object, the
+/// access lines carry their fields, and still no secret appears.
+#[tokio::test]
+async fn no_secret_reaches_json_logs_and_every_line_is_json() {
+    let logs = no_secret_leaks("json").await;
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let access = lines
+        .iter()
+        .find(|v| v["message"] == "done" && v["route"] == "index" && v["status"] == 200)
+        .expect("no access line for a served index");
+    for field in [
+        "id",
+        "trace_id",
+        "peer",
+        "method",
+        "repo",
+        "sub",
+        "decision",
+        "bytes_in",
+        "bytes_out",
+        "upstream_micros",
+        "micros",
+    ] {
+        assert!(
+            access.get(field).is_some(),
+            "access line lacks {field}: {access}"
+        );
+    }
+    assert_eq!(access["repo"], "org1/repo1");
+    assert!(access["bytes_out"].as_u64().unwrap() > 0);
+}
+
+/// Runs the binary at trace level with `format` logs through every kind of
+/// credential, checks nothing secret leaked, and returns the logs.
+async fn no_secret_leaks(format: &str) -> String {
     let up = spawn_upstream(Behaviour::Normal).await;
-    let dir = std::env::temp_dir().join(format!("chartgate-leaks-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("chartgate-leaks-{format}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("chartgate.toml");
     let text = accounts_config()
@@ -21,7 +67,8 @@ async fn no_secret_reaches_logs_bodies_or_the_upstream() {
         .replace(
             "addr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"",
             "addr = \"127.0.0.1:0\"",
-        );
+        )
+        + &format!("\n[log]\nformat = \"{format}\"\n");
     std::fs::write(&path, &text).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_chartgate"))
         .args(["serve", "--config"])
@@ -164,6 +211,7 @@ async fn no_secret_reaches_logs_bodies_or_the_upstream() {
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
+    logs
 }
 
 /// The proxy port a chartgate process listens on, from /proc.

@@ -10,6 +10,7 @@ mod issuer;
 mod leaks;
 mod lifecycle;
 mod limits;
+mod operations;
 mod oracle;
 mod proxy;
 mod slow;
