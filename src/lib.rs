@@ -14,7 +14,10 @@
 //! - [`proxy`]: header hygiene, the streaming upstream client and its
 //!   connection pool.
 //! - [`error`]: every failure and the one place it becomes a status.
-//! - [`config`], [`body`], [`telemetry`]: the supporting nouns.
+//! - [`telemetry`]: the access line, metrics, the audit trail and trace
+//!   context: what the stages record, never what they decide.
+//! - [`config`]: the file, split by lifetime into what `server` binds once
+//!   and what a reload rebuilds; [`body`]: the body type.
 //!
 //! # Request flow
 //!
@@ -24,7 +27,8 @@
 //! 4. [`auth::route::Routes::resolve`] finds ChartMuseum's route, or `404`;
 //! 5. a route with an action needs a token granting that exact scope, else
 //!    `401` with ChartMuseum's challenge;
-//! 6. [`proxy`] strips and stamps headers and streams the request upstream.
+//! 6. [`proxy`] strips and stamps headers and streams the request upstream;
+//! 7. the response body carries the access record, written when it ends.
 
 #![forbid(unsafe_code)]
 

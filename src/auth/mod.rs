@@ -1,7 +1,8 @@
 //! Everything the proxy decides before forwarding: is the path canonical
 //! ([`path`]), which route and scope it needs ([`route`], [`access`]), who
-//! is asking ([`credential`], [`token`]) and what to answer when the answer
-//! is no ([`challenge`]). Keys live in [`key`] and [`keyset`].
+//! is asking ([`credential`], [`token`], [`authn`]), under which limits
+//! ([`guard`], [`limit`]), and what to answer when the answer is no
+//! ([`challenge`]). Keys live in [`key`] and [`keyset`].
 
 pub mod access;
 pub mod account;

@@ -131,6 +131,37 @@ fn a_bad_config_exits_non_zero_naming_the_key() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A listen address already in use is a runtime failure, not a usage
+/// error: exit 69, naming the address.
+#[test]
+fn an_address_in_use_exits_69() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = std::env::temp_dir().join(format!("chartgate-inuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("chartgate.toml");
+    std::fs::write(
+        &path,
+        BASE_CONFIG.replace("UPSTREAM", "127.0.0.1:1").replace(
+            "addr = \"127.0.0.1:0\"\nadmin",
+            &format!("addr = \"{addr}\"\nadmin"),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chartgate"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("KEY", &signing_pem().0)
+        .env("MASTER", MASTER_KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains(&addr.to_string()), "{stderr}");
+    drop(taken);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[tokio::test]
 async fn a_refused_upload_is_read_to_its_end_and_answered_401() {
     let (up, gw) = setup().await;
