@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # ChartMuseum comes from `go install` or, where the module proxy refuses it,
 # from the source tree in CHARTMUSEUM_SRC (scripts/tools.sh defaults that to
 # ../shared/third_party/chartmuseum-v0.16.5 when it exists).
-scripts/tools.sh e2e cargo-fuzz
+scripts/tools.sh e2e cargo-fuzz deploy
 
 export CHARTGATE_TOOLS=${CHARTGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/chartgate/tools}
 

@@ -8,10 +8,11 @@
 # `bench` instead makes sure the Debian packages bench/run.sh drives are
 # installed (wrk, nginx, taskset from util-linux, bc, curl, ss from iproute2),
 # installing the missing ones with apt-get (as root); it starts no service.
+# `deploy` does the same for redis-server, docker-compose and buildah.
 #
 # usage: scripts/tools.sh TOOL...
 #   TOOL: oracle | chartmuseum | helm3 | helm4 | helm-push | cargo-fuzz
-#         | e2e (= oracle chartmuseum helm3 helm4 helm-push) | bench
+#         | e2e (= oracle chartmuseum helm3 helm4 helm-push) | bench | deploy
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -124,67 +125,63 @@ install_cargo_fuzz() {
     link "$dest/bin/cargo-fuzz" cargo-fuzz
 }
 
-# Debian packages for bench/run.sh, as command:package.
+# Debian packages, as command:package: what bench/run.sh drives, and what
+# the deployment and replica tests drive (a real Redis, docker-compose to
+# validate the compose file, buildah to build the image).
 BENCH_COMMANDS="wrk:wrk nginx:nginx taskset:util-linux bc:bc curl:curl ss:iproute2 getconf:libc-bin"
+DEPLOY_COMMANDS="redis-server:redis-server docker-compose:docker-compose buildah:buildah"
 
-# The pid in nginx's default pid file, if that process is alive.
-nginx_service_pid() {
-    local pid
-    pid=$(cat /run/nginx.pid 2>/dev/null) || return 0
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-    return 0
-}
-
-install_bench() {
-    local pair missing=()
-    for pair in $BENCH_COMMANDS; do
+# Installs the packages of "command:package" pairs whose command is missing,
+# starting no service; `what` names the purpose in messages.
+install_debian() {
+    local what=$1 pairs=$2 pair missing=()
+    for pair in $pairs; do
         command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
     done
     if [ ${#missing[@]} -eq 0 ]; then
-        say "bench tools present: wrk nginx taskset bc curl ss"
+        say "$what tools present: $(for p in $pairs; do printf '%s ' "${p%%:*}"; done)"
         return 0
     fi
     local hint="apt-get install -y --no-install-recommends ${missing[*]}"
-    command -v apt-get >/dev/null || die "bench/run.sh needs the Debian packages ${missing[*]} and there is no apt-get here; install them by hand"
-    [ "$(id -u)" -eq 0 ] || die "bench/run.sh needs the Debian packages ${missing[*]}; installing them needs root: $hint"
-    say "installing Debian packages for bench/run.sh: ${missing[*]}"
-    # Installing nginx would start its service (listening on port 80) where an
-    # init system honours invoke-rc.d: forbid every service start for the
-    # install with a policy-rc.d, unless the machine already has one.
+    command -v apt-get >/dev/null || die "$what needs the Debian packages ${missing[*]} and there is no apt-get here; install them by hand"
+    [ "$(id -u)" -eq 0 ] || die "$what needs the Debian packages ${missing[*]}; installing them needs root: $hint"
+    say "installing Debian packages for $what: ${missing[*]}"
+    # Installing nginx or redis-server would start its service where an init
+    # system honours invoke-rc.d: forbid every service start for the install
+    # with a policy-rc.d, unless the machine already has one.
     local policy=/usr/sbin/policy-rc.d made_policy=
     if [ ! -e "$policy" ]; then
         made_policy=1
-        printf '#!/bin/sh\n# scripts/tools.sh bench: start no service while installing\nexit 101\n' > "$policy"
+        printf '#!/bin/sh\n# scripts/tools.sh: start no service while installing\nexit 101\n' > "$policy"
         chmod 755 "$policy"
         trap "rm -f $policy" EXIT
     fi
+    services() { { pgrep -x nginx; pgrep -x redis-server; } | sort || true; }
     local before
-    before=$(nginx_service_pid)
+    before=$(services)
     apt_install() { DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -q --no-install-recommends "$@"; }
     if ! apt_install "${missing[@]}"; then
         # Most often no package lists yet (a fresh machine), or stale ones.
         say "apt-get install failed; running apt-get update and trying once more"
-        apt-get update -q || die "apt-get update failed, so the bench tools cannot be installed: ${missing[*]}"
-        apt_install "${missing[@]}" || die "could not install the bench tools with: $hint"
+        apt-get update -q || die "apt-get update failed, so these cannot be installed: ${missing[*]}"
+        apt_install "${missing[@]}" || die "could not install with: $hint"
     fi
     if [ -n "$made_policy" ]; then rm -f "$policy"; trap - EXIT; fi
-    # Should a service have started anyway, stop it: the bench starts its own.
-    local after
-    after=$(nginx_service_pid)
-    if [ -n "$after" ] && [ "$after" != "$before" ]; then
-        say "stopping the nginx service the install started (pid $after)"
-        kill "$after" || true
-        for _ in $(seq 100); do kill -0 "$after" 2>/dev/null || break; sleep 0.05; done
-    fi
+    # Should a service have started anyway, stop it: the tests start their own.
+    local pid
+    for pid in $(comm -13 <(echo "$before") <(services)); do
+        say "stopping a service the install started (pid $pid)"
+        kill "$pid" 2>/dev/null || true
+    done
     local still=()
-    for pair in $BENCH_COMMANDS; do
+    for pair in $pairs; do
         command -v "${pair%%:*}" >/dev/null || still+=("${pair%%:*}")
     done
     [ ${#still[@]} -eq 0 ] || die "after installing ${missing[*]}, still not on PATH: ${still[*]}"
     say "installed ${missing[*]}"
 }
 
-[ $# -gt 0 ] || die "usage: scripts/tools.sh oracle|chartmuseum|helm3|helm4|helm-push|cargo-fuzz|e2e|bench..."
+[ $# -gt 0 ] || die "usage: scripts/tools.sh oracle|chartmuseum|helm3|helm4|helm-push|cargo-fuzz|e2e|bench|deploy..."
 for tool in "$@"; do
     case $tool in
         oracle) install_oracle ;;
@@ -194,7 +191,8 @@ for tool in "$@"; do
         helm-push) install_helm_push ;;
         cargo-fuzz) install_cargo_fuzz ;;
         e2e) install_oracle; install_chartmuseum; install_helm 3 "$HELM3_VERSION"; install_helm 4 "$HELM4_VERSION"; install_helm_push ;;
-        bench) install_bench ;;
+        bench) install_debian "bench/run.sh" "$BENCH_COMMANDS" ;;
+        deploy) install_debian "the deployment tests" "$DEPLOY_COMMANDS" ;;
         *) die "unknown tool $tool" ;;
     esac
 done

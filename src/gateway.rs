@@ -30,6 +30,7 @@ use crate::auth::keyset::KeySet;
 use crate::auth::limit::FailureLimiter;
 use crate::auth::path;
 use crate::auth::route::{Handler, Routes};
+use crate::auth::shared::SharedCounts;
 use crate::auth::token::{Verifier, VerifyPolicy};
 use crate::body::{self, Body};
 use crate::config::GatewayConfig;
@@ -68,6 +69,11 @@ impl From<GatewayError> for Refusal {
 
 /// Longest client-supplied `X-Request-Id` echoed; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
+/// Where the gateway publishes its public keys (RFC 8615, RFC 7517).
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+/// How long a JWKS consumer may cache it: short, so a key added for a
+/// rotation reaches them well before it signs anything.
+const JWKS_MAX_AGE: HeaderValue = HeaderValue::from_static("public, max-age=60");
 /// How long an audit event waits, after ChartMuseum answered, for the
 /// upload inspector to finish hashing.
 const INSPECT_WAIT: Duration = Duration::from_secs(5);
@@ -167,7 +173,13 @@ impl Gateway {
         Ok(Gateway {
             routes: Routes::new(&config.routes),
             challenge: Challenge::new(auth.realm.clone(), auth.service.clone()),
-            guard: Guard::new(authn, FailureLimiter::new(config.auth.limits)),
+            guard: Guard::new(
+                authn,
+                FailureLimiter::new(config.auth.limits),
+                config.auth.shared_limits.clone().map(|(client, prefix)| {
+                    SharedCounts::new(client, prefix, config.auth.limits, metrics.clone())
+                }),
+            ),
             issuer: Issuer::new(minter, config.routes.depth),
             token_path: config.issuer.path,
             upstream: Arc::new(Upstream::new(
@@ -265,6 +277,13 @@ impl Gateway {
     ) -> Result<Response<Body>, Refusal> {
         if req.uri().path() == self.token_path && check_target(&req).is_ok() {
             return self.token(req, x).await.map_err(Refusal::from);
+        }
+        if req.uri().path() == JWKS_PATH
+            && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD)
+            && check_target(&req).is_ok()
+        {
+            x.access.route = "jwks";
+            return Ok(self.jwks());
         }
         let admitted = self.admit(&req, x.conn, &mut *x.access).await;
         let handler = admitted.as_ref().ok().and_then(|a| a.handler);
@@ -377,6 +396,20 @@ impl Gateway {
             }
             audit.record(&event);
         });
+    }
+
+    /// The public keys, for other replicas, ChartMuseum's bearer mode and
+    /// any service that verifies the gateway's tokens.
+    fn jwks(&self) -> Response<Body> {
+        let value = serde_json::to_value(self.guard.authn().jwks()).unwrap_or_default();
+        let mut response = Response::new(body::json(&value));
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/jwk-set+json"),
+        );
+        headers.insert(hyper::header::CACHE_CONTROL, JWKS_MAX_AGE);
+        response
     }
 
     /// The token endpoint, with its metrics and audit event.

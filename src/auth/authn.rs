@@ -176,6 +176,11 @@ impl Authenticator {
         }
     }
 
+    /// The public keys tokens are verified with, as a JWK set.
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        self.verifier.jwks()
+    }
+
     /// The configured raw-token header, which must never reach the upstream.
     pub fn token_header(&self) -> Option<&HeaderName> {
         self.options.token_header.as_ref()

@@ -19,6 +19,7 @@ use super::account::Account;
 use super::authn::{Authenticator, AuthnError, Principal, Via};
 use super::credential::{Credential, CredentialError};
 use super::limit::FailureLimiter;
+use super::shared::SharedCounts;
 use super::token::TokenError;
 use crate::telemetry::metrics::Decision;
 
@@ -74,11 +75,21 @@ pub fn failure_decision(e: &AuthnError) -> Decision {
 pub struct Guard {
     authn: Authenticator,
     limiter: FailureLimiter,
+    /// The fleet's counts, when replicas share them.
+    shared: Option<SharedCounts>,
 }
 
 impl Guard {
-    pub fn new(authn: Authenticator, limiter: FailureLimiter) -> Guard {
-        Guard { authn, limiter }
+    pub fn new(
+        authn: Authenticator,
+        limiter: FailureLimiter,
+        shared: Option<SharedCounts>,
+    ) -> Guard {
+        Guard {
+            authn,
+            limiter,
+            shared,
+        }
     }
 
     /// The authenticator, for scope decisions and the raw-token header.
@@ -125,23 +136,36 @@ impl Guard {
     }
 
     /// Runs `check` under the limits: refused up front when `attempt` (the
-    /// account a credential names, if it names one) is locked out, and
-    /// counted as a failure or success after.
+    /// account a credential names, if it names one) is locked out here or,
+    /// with shared limits, anywhere in the fleet; counted as a failure or
+    /// success after, in both.
     async fn accounted<T>(
         &self,
         peer: IpAddr,
         attempt: Option<Option<&str>>,
         check: impl Future<Output = Result<T, AuthnError>>,
     ) -> Result<T, Denied> {
+        let mut seen = None;
         if let Some(account) = attempt {
             self.limiter
                 .check(peer, account)
                 .map_err(Denied::LockedOut)?;
+            if let Some(shared) = &self.shared {
+                seen = Some(
+                    shared
+                        .check(peer, account)
+                        .await
+                        .map_err(Denied::LockedOut)?,
+                );
+            }
         }
         match check.await {
             Ok(value) => {
                 if let Some(account) = attempt {
                     self.limiter.succeeded(peer, account);
+                    if let (Some(shared), Some(seen)) = (&self.shared, seen) {
+                        shared.succeeded(peer, account, seen).await;
+                    }
                 }
                 Ok(value)
             }
@@ -150,6 +174,9 @@ impl Guard {
             Err(e) => {
                 if let Some(account) = attempt {
                     self.limiter.failed(peer, account);
+                    if let Some(shared) = &self.shared {
+                        shared.failed(peer, account).await;
+                    }
                 }
                 Err(Denied::Failed(e))
             }

@@ -107,6 +107,9 @@ pub struct VerifyKey {
     pub decoding: DecodingKey,
     pub algorithm: Algorithm,
     pub kid: String,
+    /// The public key as a JWK (with `kid`, `alg` and `use`), as the
+    /// gateway publishes it at `/.well-known/jwks.json`.
+    pub jwk: Jwk,
     /// The key parsed once, with `algorithm`'s verification scheme:
     /// jsonwebtoken rebuilds the key from its bytes on every `decode`
     /// (benches/auth.rs: an RS256 cache miss took 22.7 µs that way, 20.6 µs
@@ -136,15 +139,23 @@ impl VerifyKey {
     fn new(
         decoding: DecodingKey,
         algorithm: Algorithm,
-        kid: String,
+        mut jwk: Jwk,
         public: &[u8],
     ) -> anyhow::Result<VerifyKey> {
         let parsed = ParsedPublicKey::new(verification(algorithm)?, public)
             .map_err(|e| anyhow::anyhow!("cannot parse the public key: {e}"))?;
+        let kid = jwk.thumbprint(ThumbprintHash::SHA256);
+        jwk.common = CommonParameters {
+            public_key_use: Some(jsonwebtoken::jwk::PublicKeyUse::Signature),
+            key_algorithm: format!("{algorithm:?}").parse().ok(),
+            key_id: Some(kid.clone()),
+            ..CommonParameters::default()
+        };
         Ok(VerifyKey {
             decoding,
             algorithm,
             kid,
+            jwk,
             parsed,
         })
     }
@@ -238,7 +249,7 @@ impl SigningKey {
             Signer::Ecdsa(pair) => pair.public_key().as_ref(),
             Signer::Ed25519(pair) => pair.public_key().as_ref(),
         };
-        let public = VerifyKey::new(decoding, algorithm, kid.clone(), public_key)?;
+        let public = VerifyKey::new(decoding, algorithm, jwk, public_key)?;
         Ok(SigningKey {
             signer,
             public_pem,
@@ -296,7 +307,7 @@ impl VerifyKey {
         VerifyKey::new(
             DecodingKey::from_rsa_raw_components(&parts.n, &parts.e),
             algorithm,
-            jwk.thumbprint(ThumbprintHash::SHA256),
+            jwk,
             key.as_ref(),
         )
     }

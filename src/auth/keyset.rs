@@ -126,6 +126,20 @@ impl KeySet {
         })
     }
 
+    /// Every trusted public key as a JWK set: the signing key's own and the
+    /// extra trusted ones (a previous signing key during a rotation), as
+    /// `/.well-known/jwks.json` publishes them.
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        let mut keys: Vec<jsonwebtoken::jwk::Jwk> =
+            self.own.values().map(|t| t.key.jwk.clone()).collect();
+        if let Some(files) = &self.files {
+            let current = files.current.read().unwrap_or_else(|p| p.into_inner());
+            keys.extend(current.values().map(|t| t.key.jwk.clone()));
+        }
+        keys.sort_by(|a, b| a.common.key_id.cmp(&b.common.key_id));
+        jsonwebtoken::jwk::JwkSet { keys }
+    }
+
     /// The trusted key with this `kid`, if any. Never reads a file: this is
     /// on the path of every request carrying a token.
     pub fn get(&self, kid: &str) -> Option<Arc<Trusted>> {

@@ -16,4 +16,5 @@ pub mod keyset;
 pub mod limit;
 pub mod path;
 pub mod route;
+pub mod shared;
 pub mod token;

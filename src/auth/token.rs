@@ -166,6 +166,11 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// The keys this verifier trusts, as a JWK set for publishing.
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        self.keys.jwks()
+    }
+
     /// A verifier trusting `keys` (each for its own algorithm only).
     pub fn new(keys: KeySet, policy: VerifyPolicy) -> Verifier {
         let verdicts = Cache::builder()

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{anyhow, ensure, Context, Result};
 use hyper::header::HeaderName;
 
-use super::raw::RawAuth;
+use super::raw::{RawAuth, RawSharedLimits};
+use super::EnvLookup;
 use crate::auth::access::{Action, ActionSet};
 use crate::auth::acl::Acl;
 use crate::auth::authn::AuthnOptions;
@@ -31,6 +32,9 @@ pub struct AuthConfig {
     pub anonymous_pull: Acl,
     pub authn: AuthnOptions,
     pub limits: LimitOptions,
+    /// The Redis client and key prefix for failure counts shared by every
+    /// replica, when configured.
+    pub shared_limits: Option<(redis::Client, String)>,
 }
 
 /// Headers a raw-token header may not be: HTTP's own, and those the
@@ -60,7 +64,7 @@ fn is_reserved_header(name: &str) -> bool {
 impl RawAuth {
     /// # Errors
     /// The first invalid `auth.*` key, by name.
-    pub fn validate(self, base: &Path) -> Result<AuthConfig> {
+    pub fn validate(self, base: &Path, env: EnvLookup<'_>) -> Result<AuthConfig> {
         self.check_announced()?;
         let audience = self
             .audience
@@ -94,6 +98,11 @@ impl RawAuth {
         let anonymous_pull = Acl::uniform(&self.anonymous_pull, pull_only, "auth.anonymous_pull")?;
         let authn = self.authn_options()?;
         let limits = self.limits()?;
+        let shared_limits = self
+            .shared_limits
+            .as_ref()
+            .map(|s| s.validate(base, env))
+            .transpose()?;
         Ok(AuthConfig {
             realm: self.realm,
             service: self.service,
@@ -106,6 +115,7 @@ impl RawAuth {
             anonymous_pull,
             authn,
             limits,
+            shared_limits,
         })
     }
 
@@ -173,5 +183,49 @@ impl RawAuth {
             per_account: self.max_failures_per_account,
             per_address: self.max_failures_per_address,
         })
+    }
+}
+
+impl RawSharedLimits {
+    fn validate(&self, base: &Path, env: EnvLookup<'_>) -> Result<(redis::Client, String)> {
+        use redis::IntoConnectionInfo;
+        let key = "auth.shared_limits.redis_url";
+        ensure!(
+            self.redis_url.starts_with("redis://"),
+            "{key} must be a redis:// URL, got {:?}",
+            self.redis_url
+        );
+        let info = self
+            .redis_url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| anyhow!("{key}: {e}"))?;
+        ensure!(
+            info.redis_settings().password().is_none(),
+            "{key} must not hold a password; use auth.shared_limits.password = {{ env = \"NAME\" }}"
+        );
+        let info = match &self.password {
+            None => info,
+            Some(secret) => {
+                let password = secret.resolve("auth.shared_limits.password", base, env)?;
+                let password = String::from_utf8(password)
+                    .context("auth.shared_limits.password is not UTF-8")?;
+                let settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_password(password.trim_end_matches(['\r', '\n']));
+                info.set_redis_settings(settings)
+            }
+        };
+        ensure!(
+            !self.key_prefix.is_empty()
+                && self
+                    .key_prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)),
+            "auth.shared_limits.key_prefix must be non-empty [A-Za-z0-9._:-]"
+        );
+        let client = redis::Client::open(info).map_err(|e| anyhow!("{key}: {e}"))?;
+        Ok((client, self.key_prefix.clone()))
     }
 }

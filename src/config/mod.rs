@@ -103,7 +103,7 @@ impl RawConfig {
         let gateway = GatewayConfig {
             upstream: self.upstream.validate(base, env)?,
             routes: self.chartmuseum.validate()?,
-            auth: self.auth.validate(base)?,
+            auth: self.auth.validate(base, env)?,
             issuer: self.issuer.validate(base, env)?,
             accounts: accounts::validate(self.accounts, client_certs, base, env)?,
             audit: AuditConfig {

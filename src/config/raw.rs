@@ -182,6 +182,8 @@ pub struct RawAuth {
     pub max_failures_per_address: u32,
     #[serde(with = "humantime_serde", default = "defaults::failure_window")]
     pub failure_window: Duration,
+    /// Failure counts shared by every replica, in Redis.
+    pub shared_limits: Option<RawSharedLimits>,
 }
 
 /// An extra public key whose tokens are accepted.
@@ -206,6 +208,18 @@ pub struct RawIssuer {
     /// RFC 3339 time by which the signing key is to be rotated; exported
     /// as a metric so an alert can fire before it.
     pub signing_key_expires: Option<String>,
+}
+
+/// `[auth.shared_limits]`: the Redis that holds the fleet's failure counts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSharedLimits {
+    /// `redis://host:port[/db]`, without a password.
+    pub redis_url: String,
+    /// Redis `AUTH` password, if it has one.
+    pub password: Option<RawSecret>,
+    #[serde(default = "defaults::shared_prefix")]
+    pub key_prefix: String,
 }
 
 /// Where a secret comes from: exactly one of `env` or `file`.
@@ -285,6 +299,9 @@ pub(super) mod defaults {
     }
     pub fn algorithm() -> String {
         "RS256".into()
+    }
+    pub fn shared_prefix() -> String {
+        "chartgate".into()
     }
     pub fn log_format() -> String {
         "text".into()

@@ -160,6 +160,7 @@ pub struct Metrics {
     certificate_expiry: Family<CertificateLabel, Gauge>,
     signing_key_expiry: Gauge,
     reloads: Family<OutcomeLabel, Counter>,
+    shared_fallbacks: Counter,
 }
 
 /// Latency buckets from 0.25 ms to about 33 s.
@@ -191,6 +192,7 @@ impl Metrics {
             certificate_expiry: Family::default(),
             signing_key_expiry: Gauge::default(),
             reloads: Family::default(),
+            shared_fallbacks: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -258,6 +260,11 @@ impl Metrics {
             "config_reloads",
             "Configuration reloads, by outcome",
             m.reloads.clone(),
+        );
+        r.register(
+            "shared_limit_fallbacks",
+            "Times Redis could not be used for the shared failure limits (per-replica limits applied)",
+            m.shared_fallbacks.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -358,6 +365,11 @@ impl Metrics {
     pub fn signing_key_expires(&self, when: Option<u64>) {
         self.signing_key_expiry
             .set(when.map_or(0, |w| i64::try_from(w).unwrap_or(i64::MAX)));
+    }
+
+    /// The shared failure limits fell back to per-replica ones.
+    pub fn shared_limit_fallback(&self) {
+        self.shared_fallbacks.inc();
     }
 
     /// A reload ended: `ok` or `failed`.

@@ -13,5 +13,6 @@ mod limits;
 mod operations;
 mod oracle;
 mod proxy;
+mod replicas;
 mod slow;
 mod tls;
