@@ -19,6 +19,9 @@ export CHARTGATE_TOOLS=${CHARTGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/chartg
 # target/ (14 of 24 GB on a developer's tree); CI disks can be small.
 export CARGO_INCREMENTAL=0
 echo "== disk: $(df -h . | awk 'NR==2 { print $4 " free of " $2 }')"
+# The container image the image test unpacks and runs (a static release build).
+echo "== image (scripts/image.sh)"
+scripts/image.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

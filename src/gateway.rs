@@ -223,6 +223,7 @@ impl Gateway {
             peer: conn.peer,
             method: req.method().clone(),
             route: "unknown",
+            handler: None,
             repo: None,
             subject: "-".to_owned(),
             decision: None,
@@ -286,8 +287,7 @@ impl Gateway {
             return Ok(self.jwks());
         }
         let admitted = self.admit(&req, x.conn, &mut *x.access).await;
-        let handler = admitted.as_ref().ok().and_then(|a| a.handler);
-        let audited = audited_action(handler.or_else(|| self.handler_of(&req)));
+        let audited = audited_action(x.access.handler);
         let (principal, via) = match admitted {
             Ok(a) => (a.principal, a.via),
             Err(error) => {
@@ -464,15 +464,6 @@ impl Gateway {
         event
     }
 
-    /// The handler a request's path resolves to, ignoring auth (for the
-    /// audit of refused pushes).
-    fn handler_of<B>(&self, req: &Request<B>) -> Option<Handler> {
-        path::check(req.uri().path()).ok()?;
-        self.routes
-            .resolve(req.method(), req.uri().path())
-            .map(|r| r.route.handler)
-    }
-
     /// Everything decided before forwarding: framing, canonical path, route,
     /// credentials and scope. Records the route and the decision.
     async fn admit(
@@ -489,6 +480,7 @@ impl Gateway {
             .ok_or(GatewayError::NotFound)?;
         let handler = resolved.route.handler;
         access.route = handler.name();
+        access.handler = Some(handler);
         if !resolved.repo.is_empty() {
             access.repo = Some(resolved.repo.clone());
         }
@@ -497,7 +489,6 @@ impl Gateway {
             return Ok(Admitted {
                 principal: Principal::Anonymous,
                 via: Via::Nothing,
-                handler: Some(handler),
             });
         };
         let decided = self.authorize(req.headers(), conn, scope).await;
@@ -510,11 +501,7 @@ impl Gateway {
             self.decided(access, d);
         }
         let (principal, via) = decided?;
-        Ok(Admitted {
-            principal,
-            via,
-            handler: Some(handler),
-        })
+        Ok(Admitted { principal, via })
     }
 
     fn decided(&self, access: &mut Access, decision: Decision) {
@@ -564,7 +551,6 @@ impl Gateway {
 struct Admitted {
     principal: Principal,
     via: Via,
-    handler: Option<Handler>,
 }
 
 /// Which routes the audit trail records.

@@ -12,6 +12,7 @@ use hyper::header::HeaderValue;
 use hyper::Method;
 
 use super::metrics::{Decision, Metrics};
+use crate::auth::route::Handler;
 
 /// What is known about a request by the time its response head leaves.
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub struct Access {
     pub method: Method,
     /// The route kind (`index`, `chart`, `token`, `unknown`, …).
     pub route: &'static str,
+    /// The ChartMuseum route it resolved to, if any.
+    pub handler: Option<Handler>,
     pub repo: Option<String>,
     pub subject: String,
     pub decision: Option<Decision>,

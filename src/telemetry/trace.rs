@@ -24,19 +24,33 @@ fn is_hex(s: &str, len: usize) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// `bytes` random-looking bytes as lowercase hex, never all zero. Ids need
+/// to be unique, not secret: a per-process random seed hashes a counter,
+/// so no request pays for a trip to the OS random source.
 fn random_hex(bytes: usize) -> String {
-    let mut raw = vec![0u8; bytes];
-    // The OS RNG only fails on a broken system; a zero id would then be
-    // replaced below, so the header stays valid either way.
-    let _ = aws_lc_rs::rand::fill(&mut raw);
-    if raw.iter().all(|&b| b == 0) {
-        raw[bytes - 1] = 1;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static SEED: OnceLock<foldhash::fast::FixedState> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = SEED.get_or_init(|| {
+        let mut raw = [0u8; 8];
+        // The OS RNG only fails on a broken system; ids then stay unique
+        // within this process, from the counter.
+        let _ = aws_lc_rs::rand::fill(&mut raw);
+        foldhash::fast::FixedState::with_seed(u64::from_le_bytes(raw))
+    });
+    let mut out = String::with_capacity(bytes * 2);
+    while out.len() < bytes * 2 {
+        let mut h = seed.build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        let _ = write!(out, "{:016x}", h.finish());
     }
-    raw.iter()
-        .fold(String::with_capacity(bytes * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    out.truncate(bytes * 2);
+    if out.bytes().all(|b| b == b'0') {
+        out.replace_range(bytes * 2 - 1.., "1");
+    }
+    out
 }
 
 impl TraceContext {

@@ -9,7 +9,9 @@ mod common;
 
 mod chartmuseum;
 mod clients;
+mod deploy;
 mod helm;
+mod image;
 mod operations;
 mod oracle;
 mod tls;

@@ -522,14 +522,21 @@ pub struct Binary {
 /// info; returns once it reports its listening address. Its log is drained
 /// for its whole life, so logging never blocks it.
 pub async fn spawn_binary(config: &Path, env: &[(&str, &str)]) -> Binary {
-    use std::io::{BufRead, BufReader};
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chartgate"))
-        .args(["serve", "--config"])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chartgate"));
+    cmd.args(["serve", "--config"])
         .arg(config)
         .env("KEY", &signing_pem().0)
         .env("MASTER", MASTER_KEY)
         .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info");
+    spawn_serving(cmd).await
+}
+
+/// Starts `cmd` (a `chartgate serve`, however launched) with its stderr
+/// drained into log lines; returns once it reports its listening address.
+pub async fn spawn_serving(mut cmd: std::process::Command) -> Binary {
+    use std::io::{BufRead, BufReader};
+    let child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
