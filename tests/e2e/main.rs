@@ -9,7 +9,6 @@ mod common;
 
 mod chartmuseum;
 mod clients;
-mod deploy;
 mod helm;
 mod image;
 mod operations;
