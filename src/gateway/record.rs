@@ -1,0 +1,82 @@
+//! The audit events of the proxied routes that change the repository:
+//! which routes they are, and what each event says, completed with the
+//! upload inspector's findings once ChartMuseum has answered.
+
+use std::time::Duration;
+
+use hyper::Request;
+
+use super::{Exchange, Gateway};
+use crate::auth::authn::Principal;
+use crate::auth::route::Handler;
+use crate::proxy::inspect::Upload;
+use crate::telemetry::audit::{self, Event};
+
+/// How long an audit event waits, after ChartMuseum answered, for the
+/// upload inspector to finish hashing.
+const INSPECT_WAIT: Duration = Duration::from_secs(5);
+
+impl Gateway {
+    /// Writes `event` once the upload inspector (if any) has its answer,
+    /// without holding up the response.
+    pub(super) fn finish_event(
+        &self,
+        mut event: Event,
+        inspected: Option<tokio::task::JoinHandle<Option<Upload>>>,
+    ) {
+        let audit = self.audit.clone();
+        tokio::spawn(async move {
+            if let Some(task) = inspected {
+                if let Ok(Ok(Some(upload))) = tokio::time::timeout(INSPECT_WAIT, task).await {
+                    if let Some((chart, version)) = upload.chart_version() {
+                        event.chart = Some(chart);
+                        event.version = Some(version);
+                    }
+                    event.file = upload.file;
+                    event.sha256 = Some(upload.sha256);
+                    event.size = Some(upload.size);
+                }
+            }
+            audit.record(&event);
+        });
+    }
+
+    /// An audit event for this request, with what is known before auth.
+    pub(super) fn event<B>(
+        &self,
+        action: audit::Action,
+        req: &Request<B>,
+        x: &Exchange<'_>,
+    ) -> Event {
+        let mut event = Event::new(
+            action,
+            x.request_id.to_str().unwrap_or("-"),
+            &x.trace.trace_id,
+            x.conn.peer.ip().to_string(),
+        );
+        event.repo.clone_from(&x.access.repo);
+        if action == audit::Action::Delete {
+            // `/api/:repo/charts/:name/:version`
+            let mut segments = req.uri().path().rsplit('/');
+            event.version = segments.next().map(str::to_owned);
+            event.chart = segments.next().map(str::to_owned);
+        }
+        event
+    }
+}
+
+/// Which routes the audit trail records.
+pub(super) fn audited_action(handler: Option<Handler>) -> Option<audit::Action> {
+    match handler? {
+        Handler::ApiUpload | Handler::ApiProvenance => Some(audit::Action::Push),
+        Handler::ApiDelete => Some(audit::Action::Delete),
+        _ => None,
+    }
+}
+
+pub(super) fn token_jti(principal: &Principal) -> Option<String> {
+    match principal {
+        Principal::Token(claims) => claims.jti.clone(),
+        _ => None,
+    }
+}
