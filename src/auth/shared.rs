@@ -97,11 +97,14 @@ impl SharedCounts {
 
     /// A connection, unless Redis failed within [`RETRY_AFTER`].
     async fn connection(&self) -> Option<ConnectionManager> {
-        if let Some(c) = self.connection.load_full() {
-            return Some((*c).clone());
-        }
+        // While down, not even an established connection is tried: its
+        // manager reconnects in the background, and one timeout per
+        // interval is all an outage may cost.
         if self.now_ms() < self.down_until_ms.load(Ordering::Acquire) {
             return None;
+        }
+        if let Some(c) = self.connection.load_full() {
+            return Some((*c).clone());
         }
         let _one = self.connecting.lock().await;
         if let Some(c) = self.connection.load_full() {

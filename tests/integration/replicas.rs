@@ -186,16 +186,13 @@ async fn without_redis_the_limits_fall_back_to_each_replica() {
     let (wrong, right) = (basic("alice", "wrong"), basic("alice", ALICE_PASSWORD));
     assert_eq!(get(&index, Some(&wrong)).await.status, 401);
 
-    // Redis goes away: requests are still answered at once, and the
-    // replica's own limits still hold.
+    // Redis goes away: requests are still answered (bounded by one
+    // command timeout, never a hang), and the replica's own limits hold.
     drop(redis);
-    let started = Instant::now();
-    assert_eq!(get(&index, Some(&right)).await.status, 200);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    let answered = tokio::time::timeout(Duration::from_secs(10), get(&index, Some(&right)))
+        .await
+        .expect("a request hung on the missing Redis");
+    assert_eq!(answered.status, 200);
     wait_for(&mut gw.lines, "using per-replica limits").await;
     for _ in 0..3 {
         assert_eq!(get(&index, Some(&wrong)).await.status, 401);
