@@ -9,6 +9,7 @@ mod common;
 
 mod chartmuseum;
 mod clients;
+mod deploy;
 mod helm;
 mod image;
 mod operations;
