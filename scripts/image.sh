@@ -12,8 +12,11 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 tag=${1:-chartgate:$version}
 triple=x86_64-unknown-linux-gnu
 
+# Static glibc, and the getrandom system call asked for directly: in a
+# static binary the getrandom crate cannot look the libc function up at run
+# time and would fall back to /dev/urandom, which a bare chroot lacks.
 echo "image: building the static binary"
-RUSTFLAGS="-C target-feature=+crt-static" \
+RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
     cargo build --release --locked --target "$triple" --bin chartgate
 bin=target/$triple/release/chartgate
 # A static binary has no interpreter; refuse to package anything else.

@@ -148,7 +148,7 @@ async fn the_image_serves_the_walkthrough_from_its_own_root_filesystem() {
     .unwrap();
     run(Command::new("chown").arg("-R").arg("65532:65532").arg(&etc));
 
-    let mut chroot = Command::new("chroot");
+    let mut chroot = Command::new("/usr/sbin/chroot");
     chroot
         .arg("--userspec=65532:65532")
         .arg(&rootfs)
