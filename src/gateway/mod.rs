@@ -184,7 +184,7 @@ impl Gateway {
         let mut access = Access {
             started: Instant::now(),
             request_id: request_id.clone(),
-            trace_id: trace.trace_id.clone(),
+            trace_id: trace.id(),
             peer: conn.peer,
             method: req.method().clone(),
             route: "unknown",
@@ -194,7 +194,7 @@ impl Gateway {
             decision: None,
             status: 0,
             upstream: None,
-            bytes_in: Arc::new(AtomicU64::new(0)),
+            bytes_in: None,
             metrics: self.metrics.clone(),
         };
         async move {
@@ -317,9 +317,16 @@ impl Gateway {
             _ => None,
         };
         let (feed, inspected) = inspector.unzip();
-        let req = req.map(|b| RequestTap::new(b, x.access.bytes_in.clone(), feed));
         let asked = Instant::now();
-        let sent = self.upstream.send(req).await;
+        // A request without a body (most pulls) needs no tap.
+        let sent = if http_body::Body::is_end_stream(req.body()) && feed.is_none() {
+            self.upstream.send(req).await
+        } else {
+            let counted = Arc::new(AtomicU64::new(0));
+            x.access.bytes_in = Some(counted.clone());
+            let req = req.map(|b| RequestTap::new(b, counted, feed));
+            self.upstream.send(req).await
+        };
         x.access.upstream = Some(asked.elapsed());
         match &sent {
             Ok(_) => self.metrics.upstream_answered(asked.elapsed()),

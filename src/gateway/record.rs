@@ -51,7 +51,7 @@ impl Gateway {
         let mut event = Event::new(
             action,
             x.request_id.to_str().unwrap_or("-"),
-            &x.trace.trace_id,
+            &x.trace.id().to_string(),
             x.conn.peer.ip().to_string(),
         );
         event.repo.clone_from(&x.access.repo);

@@ -12,6 +12,7 @@ use hyper::header::HeaderValue;
 use hyper::Method;
 
 use super::metrics::{Decision, Metrics};
+use super::trace::TraceId;
 use crate::auth::route::Handler;
 
 /// What is known about a request by the time its response head leaves.
@@ -19,7 +20,7 @@ use crate::auth::route::Handler;
 pub struct Access {
     pub started: Instant,
     pub request_id: HeaderValue,
-    pub trace_id: String,
+    pub trace_id: TraceId,
     pub peer: SocketAddr,
     pub method: Method,
     /// The route kind (`index`, `chart`, `token`, `unknown`, …).
@@ -32,8 +33,9 @@ pub struct Access {
     pub status: u16,
     /// ChartMuseum's time to a response head, when it was asked.
     pub upstream: Option<Duration>,
-    /// Request body bytes read from the client, counted as they stream.
-    pub bytes_in: Arc<AtomicU64>,
+    /// Request body bytes read from the client, counted as they stream
+    /// (`None` when the request had no body to forward).
+    pub bytes_in: Option<Arc<AtomicU64>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -42,7 +44,10 @@ impl Access {
     /// body sent.
     pub fn finish(self, bytes_out: u64) {
         let took = self.started.elapsed();
-        let bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        let bytes_in = self
+            .bytes_in
+            .as_ref()
+            .map_or(0, |b| b.load(Ordering::Relaxed));
         self.metrics
             .request(self.route, &self.method, self.status, took);
         self.metrics.bytes_in(bytes_in);

@@ -1,33 +1,47 @@
 //! W3C Trace Context (`traceparent`, version 00): the gateway joins an
 //! incoming trace, or starts one, and passes it to ChartMuseum with its own
 //! span as the parent. A malformed header starts a new trace; it is never
-//! forwarded as sent.
+//! forwarded as sent. Ids are kept as integers and written out as hex only
+//! where a header or a log line needs them.
 
-use std::fmt::Write;
+use std::fmt;
 
 use hyper::header::HeaderValue;
 
 /// One hop of a trace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceContext {
-    /// 16 bytes, lowercase hex, never all zero.
-    pub trace_id: String,
-    /// This gateway's span: the parent id sent upstream.
-    pub span_id: String,
-    /// Trace flags, two hex digits (`01` = sampled).
-    pub flags: String,
+    /// Never zero.
+    pub trace_id: u128,
+    /// This gateway's span: the parent id sent upstream. Never zero.
+    pub span_id: u64,
+    /// Trace flags (`01` = sampled).
+    pub flags: u8,
 }
 
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len
+/// A trace id as its 32 lowercase hex digits.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceId(pub u128);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// Lowercase hex of exactly `len` digits, parsed.
+fn hex(s: &str, len: usize) -> Option<u128> {
+    (s.len() == len
         && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then(|| u128::from_str_radix(s, 16).ok())
+    .flatten()
 }
 
-/// `bytes` random-looking bytes as lowercase hex, never all zero. Ids need
-/// to be unique, not secret: a per-process random seed hashes a counter,
-/// so no request pays for a trip to the OS random source.
-fn random_hex(bytes: usize) -> String {
+/// A random-looking non-zero 64-bit id. Ids need to be unique, not secret:
+/// a per-process random seed hashes a counter, so no request pays for a
+/// trip to the OS random source.
+fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
@@ -40,17 +54,9 @@ fn random_hex(bytes: usize) -> String {
         let _ = aws_lc_rs::rand::fill(&mut raw);
         foldhash::fast::FixedState::with_seed(u64::from_le_bytes(raw))
     });
-    let mut out = String::with_capacity(bytes * 2);
-    while out.len() < bytes * 2 {
-        let mut h = seed.build_hasher();
-        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        let _ = write!(out, "{:016x}", h.finish());
-    }
-    out.truncate(bytes * 2);
-    if out.bytes().all(|b| b == b'0') {
-        out.replace_range(bytes * 2 - 1.., "1");
-    }
-    out
+    let mut h = seed.build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish().max(1)
 }
 
 impl TraceContext {
@@ -62,28 +68,40 @@ impl TraceContext {
             let mut parts = v.trim().split('-');
             let (version, trace, parent, flags) =
                 (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-            let ok = parts.next().is_none()
-                && version == "00"
-                && is_hex(trace, 32)
-                && trace.bytes().any(|b| b != b'0')
-                && is_hex(parent, 16)
-                && parent.bytes().any(|b| b != b'0')
-                && is_hex(flags, 2);
-            ok.then(|| (trace.to_owned(), flags.to_owned()))
+            let ok = parts.next().is_none() && version == "00";
+            let trace = hex(trace, 32).filter(|&t| ok && t != 0)?;
+            hex(parent, 16).filter(|&p| p != 0)?;
+            let flags = u8::try_from(hex(flags, 2)?).ok()?;
+            Some((trace, flags))
         });
-        let (trace_id, flags) = parsed.unwrap_or_else(|| (random_hex(16), "01".to_owned()));
+        let (trace_id, flags) = parsed.unwrap_or_else(|| {
+            let trace = (u128::from(random_u64()) << 64) | u128::from(random_u64());
+            (trace, 1)
+        });
         TraceContext {
             trace_id,
-            span_id: random_hex(8),
+            span_id: random_u64(),
             flags,
         }
     }
 
+    /// The trace id, for logs and audit events.
+    pub fn id(&self) -> TraceId {
+        TraceId(self.trace_id)
+    }
+
     /// The `traceparent` value to send upstream.
     pub fn header(&self) -> HeaderValue {
-        let value = format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags);
-        // Hex digits and dashes only.
-        HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(
+        use std::io::Write;
+        let mut buf = [0u8; 55];
+        let mut cursor = &mut buf[..];
+        // 55 bytes exactly: "00-" + 32 + "-" + 16 + "-" + 2.
+        let _ = write!(
+            cursor,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        );
+        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static(
             "00-00000000000000000000000000000001-0000000000000001-00",
         ))
     }
@@ -98,11 +116,12 @@ mod tests {
         let incoming =
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         let t = TraceContext::continue_or_start(Some(&incoming));
-        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(t.flags, "01");
-        assert_ne!(t.span_id, "00f067aa0ba902b7");
+        assert_eq!(t.id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.flags, 1);
+        assert_ne!(t.span_id, 0x00f0_67aa_0ba9_02b7);
         let sent = t.header();
         let sent = sent.to_str().unwrap();
+        assert_eq!(sent.len(), 55);
         assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(sent.ends_with("-01"));
     }
@@ -117,11 +136,16 @@ mod tests {
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
         ] {
             let v = HeaderValue::from_str(bad).unwrap();
             let t = TraceContext::continue_or_start(Some(&v));
-            assert_ne!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
-            assert!(is_hex(&t.trace_id, 32) && is_hex(&t.span_id, 16));
+            assert_ne!(
+                t.trace_id, 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+                "{bad}"
+            );
+            assert!(t.trace_id != 0 && t.span_id != 0);
+            assert_eq!(t.header().len(), 55);
         }
         let a = TraceContext::continue_or_start(None);
         let b = TraceContext::continue_or_start(None);
