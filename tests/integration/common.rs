@@ -561,3 +561,22 @@ pub async fn spawn_serving(mut cmd: std::process::Command) -> Binary {
         addr: listening_addr(&line),
     }
 }
+
+/// Sends SIGHUP to `pid` (a reload).
+pub fn hup(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -HUP failed");
+}
+
+/// A loopback port free a moment ago, for a config that names its port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -218,24 +218,6 @@ async fn the_trace_is_joined_and_passed_upstream_with_a_new_parent() {
     }
 }
 
-fn hup(pid: u32) {
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -HUP failed");
-}
-
-/// The admin address of a binary: the config's fixed admin port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn a_reload_moves_readyz_to_the_new_upstream_and_names_start_only_keys() {
     let healthy = spawn_upstream(Behaviour::Normal).await;

@@ -23,14 +23,6 @@ struct Redis {
     _child: KillOnDrop,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn pong(addr: SocketAddr) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
@@ -208,15 +200,6 @@ async fn without_redis_the_limits_fall_back_to_each_replica() {
     let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 1.0, "{line}");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-fn hup(pid: u32) {
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }
 
 /// The rotation runbook: (1) trust the next key everywhere, (2) sign with
