@@ -185,10 +185,7 @@ fn benches(c: &mut Criterion) {
         })
     });
     let entries = access();
-    let scope = Scope {
-        namespace: "org1/repo1".into(),
-        action: Action::Pull,
-    };
+    let scope = Scope::repository("org1/repo1", Action::Pull);
     c.bench_function("scope match", |b| {
         b.iter(|| allows(black_box(&entries), black_box(&scope)))
     });

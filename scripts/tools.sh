@@ -11,8 +11,8 @@
 # `deploy` does the same for redis-server, docker-compose and buildah.
 #
 # usage: scripts/tools.sh TOOL...
-#   TOOL: oracle | chartmuseum | helm3 | helm4 | helm-push | cargo-fuzz
-#         | e2e (= oracle chartmuseum helm3 helm4 helm-push) | bench | deploy
+#   TOOL: oracle | chartmuseum | helm3 | helm4 | helm-push | oras | cargo-fuzz
+#         | e2e (= oracle chartmuseum helm3 helm4 helm-push oras) | bench | deploy
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +29,7 @@ fi
 HELM3_VERSION=v3.21.4
 HELM4_VERSION=v4.2.4
 HELM_PUSH_VERSION=v0.10.4
+ORAS_VERSION=v1.3.6
 CARGO_FUZZ_VERSION=0.13.2
 
 say() { printf 'tools: %s\n' "$*" >&2; }
@@ -114,6 +115,22 @@ install_helm_push() {
     link "$dest/bin/helm-cm-push" helm-cm-push
 }
 
+# The ORAS CLI, an OCI registry client other than Helm, for the OCI tests:
+# built through a pinned wrapper module (tests/tools/oras) like helm-push.
+# v1.3.6 needs Go 1.26.7; its version string is in its source, so no -ldflags.
+install_oras() {
+    need_go
+    local dest=$tools/oras-$ORAS_VERSION
+    if [ ! -x "$dest/bin/oras" ]; then
+        say "building oras $ORAS_VERSION (oras.land/oras/cmd/oras)"
+        mkdir -p "$dest/bin"
+        (cd "$repo/tests/tools/oras" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
+            -o "$dest/bin/oras" oras.land/oras/cmd/oras) \
+            || die "building oras $ORAS_VERSION failed"
+    fi
+    link "$dest/bin/oras" oras
+}
+
 # cargo-fuzz from crates.io, for scripts/fuzz.sh (runs on nightly Rust).
 install_cargo_fuzz() {
     local dest=$tools/cargo-fuzz-$CARGO_FUZZ_VERSION
@@ -181,7 +198,7 @@ install_debian() {
     say "installed ${missing[*]}"
 }
 
-[ $# -gt 0 ] || die "usage: scripts/tools.sh oracle|chartmuseum|helm3|helm4|helm-push|cargo-fuzz|e2e|bench|deploy..."
+[ $# -gt 0 ] || die "usage: scripts/tools.sh oracle|chartmuseum|helm3|helm4|helm-push|oras|cargo-fuzz|e2e|bench|deploy..."
 for tool in "$@"; do
     case $tool in
         oracle) install_oracle ;;
@@ -189,8 +206,9 @@ for tool in "$@"; do
         helm3) install_helm 3 "$HELM3_VERSION" ;;
         helm4) install_helm 4 "$HELM4_VERSION" ;;
         helm-push) install_helm_push ;;
+        oras) install_oras ;;
         cargo-fuzz) install_cargo_fuzz ;;
-        e2e) install_oracle; install_chartmuseum; install_helm 3 "$HELM3_VERSION"; install_helm 4 "$HELM4_VERSION"; install_helm_push ;;
+        e2e) install_oracle; install_chartmuseum; install_helm 3 "$HELM3_VERSION"; install_helm 4 "$HELM4_VERSION"; install_helm_push; install_oras ;;
         bench) install_debian "bench/run.sh" "$BENCH_COMMANDS" ;;
         deploy) install_debian "the deployment tests" "$DEPLOY_COMMANDS" ;;
         *) die "unknown tool $tool" ;;

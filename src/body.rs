@@ -28,6 +28,15 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
+/// A file's bytes, streamed from disk in the reader's blocks.
+pub fn stream_file(file: tokio::fs::File) -> Body {
+    use futures_util::TryStreamExt;
+    let frames = tokio_util::io::ReaderStream::new(file)
+        .map_ok(hyper::body::Frame::data)
+        .map_err(BoxError::from);
+    http_body_util::StreamBody::new(frames).boxed()
+}
+
 /// A compact JSON body, serialized from `value`.
 pub fn json(value: &serde_json::Value) -> Body {
     // Serializing a `Value` cannot fail: every key is a string.

@@ -50,6 +50,80 @@ impl OAuthCode {
     }
 }
 
+/// OCI distribution error codes (distribution-spec v1.1, "Error Codes"),
+/// each with the status the spec gives it. Two codes appear twice, with
+/// the status their case needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OciCode {
+    BlobUnknown,
+    BlobUploadInvalid,
+    /// `BLOB_UPLOAD_INVALID` for a chunk out of order: 416.
+    RangeInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    SizeInvalid,
+    Denied,
+    /// `DENIED` for a chart version that already exists: 409.
+    Exists,
+    /// An operation the bridge does not offer: 405.
+    Unsupported,
+    /// An artifact that is not a Helm chart: 415.
+    UnsupportedMedia,
+}
+
+impl OciCode {
+    /// The wire code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OciCode::BlobUnknown => "BLOB_UNKNOWN",
+            OciCode::BlobUploadInvalid | OciCode::RangeInvalid => "BLOB_UPLOAD_INVALID",
+            OciCode::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            OciCode::DigestInvalid => "DIGEST_INVALID",
+            OciCode::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
+            OciCode::ManifestInvalid => "MANIFEST_INVALID",
+            OciCode::ManifestUnknown => "MANIFEST_UNKNOWN",
+            OciCode::NameInvalid => "NAME_INVALID",
+            OciCode::NameUnknown => "NAME_UNKNOWN",
+            OciCode::SizeInvalid => "SIZE_INVALID",
+            OciCode::Denied | OciCode::Exists => "DENIED",
+            OciCode::Unsupported | OciCode::UnsupportedMedia => "UNSUPPORTED",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            OciCode::BlobUnknown
+            | OciCode::BlobUploadUnknown
+            | OciCode::ManifestBlobUnknown
+            | OciCode::ManifestUnknown
+            | OciCode::NameUnknown => StatusCode::NOT_FOUND,
+            OciCode::BlobUploadInvalid
+            | OciCode::DigestInvalid
+            | OciCode::ManifestInvalid
+            | OciCode::NameInvalid
+            | OciCode::SizeInvalid => StatusCode::BAD_REQUEST,
+            OciCode::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
+            OciCode::Denied => StatusCode::FORBIDDEN,
+            OciCode::Exists => StatusCode::CONFLICT,
+            OciCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+            OciCode::UnsupportedMedia => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        }
+    }
+}
+
+/// Which error body a route speaks: ChartMuseum's `{"error": …}`, or the
+/// OCI distribution spec's `{"errors": [{"code", "message"}]}` under `/v2/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    ChartMuseum,
+    Oci,
+}
+
 /// Every failure of a request, one variant per cause.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -63,6 +137,11 @@ pub enum GatewayError {
     NotFound,
     #[error("unauthorized for {scope}: {cause}")]
     Unauthorized { scope: Scope, cause: AuthFailure },
+    /// The registry's base check (`GET /v2/`) without a valid credential.
+    #[error("registry login: {cause}")]
+    Unauthenticated { cause: AuthFailure },
+    #[error("registry: {message}")]
+    Registry { code: OciCode, message: String },
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: u64 },
     #[error("token request: {description}")]
@@ -95,6 +174,8 @@ impl GatewayError {
             GatewayError::DuplicateCredentials => StatusCode::BAD_REQUEST,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::Registry { code, .. } => code.status(),
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::TokenRequest { .. } => StatusCode::BAD_REQUEST,
             GatewayError::InvalidClient => StatusCode::UNAUTHORIZED,
@@ -113,8 +194,48 @@ impl GatewayError {
         self.status().is_client_error()
     }
 
-    /// The short JSON body sent with this error.
-    fn body(&self) -> serde_json::Value {
+    /// The short JSON body sent with this error, in the route's dialect.
+    fn body(&self, dialect: Dialect) -> serde_json::Value {
+        match dialect {
+            Dialect::ChartMuseum => self.chartmuseum_body(),
+            Dialect::Oci => {
+                let (code, message) = self.oci_error();
+                json!({"errors": [{"code": code, "message": message}]})
+            }
+        }
+    }
+
+    /// The OCI code and message of this error.
+    fn oci_error(&self) -> (&'static str, String) {
+        let fixed = |code, message: &str| (code, message.to_owned());
+        match self {
+            GatewayError::Registry { code, message } => (code.as_str(), message.clone()),
+            GatewayError::BadPath(_) => fixed("NAME_INVALID", "invalid repository name"),
+            GatewayError::NotFound => fixed("NAME_UNKNOWN", "no such registry endpoint"),
+            GatewayError::Unauthorized { .. } | GatewayError::Unauthenticated { .. } => {
+                fixed("UNAUTHORIZED", "authentication required")
+            }
+            GatewayError::DuplicateCredentials => {
+                fixed("UNAUTHORIZED", "more than one Authorization header")
+            }
+            GatewayError::PayloadTooLarge { limit } => {
+                ("SIZE_INVALID", format!("upload larger than {limit} bytes"))
+            }
+            GatewayError::TooManyAttempts { .. } => {
+                fixed("TOOMANYREQUESTS", "too many failed attempts")
+            }
+            GatewayError::Busy
+            | GatewayError::UpstreamUnavailable(_)
+            | GatewayError::UpstreamTimeout => fixed("UNAVAILABLE", "chart storage unavailable"),
+            GatewayError::Internal(_) => fixed("UNKNOWN", "internal server error"),
+            GatewayError::DuplicateHost
+            | GatewayError::TokenRequest { .. }
+            | GatewayError::InvalidClient
+            | GatewayError::TokenMethod => fixed("UNSUPPORTED", "bad request"),
+        }
+    }
+
+    fn chartmuseum_body(&self) -> serde_json::Value {
         match self {
             GatewayError::BadPath(_) | GatewayError::DuplicateHost => {
                 json!({"error": "bad request"})
@@ -124,7 +245,10 @@ impl GatewayError {
             }
             // The two bodies ChartMuseum itself sends (docs/PROTOCOL.md §7).
             GatewayError::NotFound => json!({"error": "not found"}),
-            GatewayError::Unauthorized { .. } => json!({"error": "unauthorized"}),
+            GatewayError::Unauthorized { .. } | GatewayError::Unauthenticated { .. } => {
+                json!({"error": "unauthorized"})
+            }
+            GatewayError::Registry { message, .. } => json!({"error": message}),
             GatewayError::PayloadTooLarge { .. } => json!({"error": "request too large"}),
             GatewayError::TokenRequest { code, description } => {
                 json!({"error": code.as_str(), "error_description": description})
@@ -145,11 +269,13 @@ impl GatewayError {
     /// audit trail; `None` for failures that come before or after one.
     pub fn decision(&self) -> Option<Decision> {
         match self {
-            GatewayError::Unauthorized { cause, .. } => Some(match cause {
-                AuthFailure::Missing => Decision::NoCredential,
-                AuthFailure::Authn(e) => failure_decision(e),
-                AuthFailure::InsufficientScope { .. } => Decision::WrongScope,
-            }),
+            GatewayError::Unauthorized { cause, .. } | GatewayError::Unauthenticated { cause } => {
+                Some(match cause {
+                    AuthFailure::Missing => Decision::NoCredential,
+                    AuthFailure::Authn(e) => failure_decision(e),
+                    AuthFailure::InsufficientScope { .. } => Decision::WrongScope,
+                })
+            }
             GatewayError::TooManyAttempts { .. } => Some(Decision::LockedOut),
             GatewayError::Busy => Some(Decision::Busy),
             GatewayError::DuplicateCredentials => Some(Decision::Ambiguous),
@@ -162,19 +288,23 @@ impl GatewayError {
             | GatewayError::TokenMethod
             | GatewayError::UpstreamUnavailable(_)
             | GatewayError::UpstreamTimeout
+            | GatewayError::Registry { .. }
             | GatewayError::Internal(_) => None,
         }
     }
 
-    /// The full response for this error.
-    pub fn into_response(self, challenge: &Challenge) -> Response<Body> {
-        let mut response = Response::new(body::json(&self.body()));
+    /// The full response for this error, with the body of `dialect`.
+    pub fn into_response(self, challenge: &Challenge, dialect: Dialect) -> Response<Body> {
+        let mut response = Response::new(body::json(&self.body(dialect)));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, JSON);
         match &self {
             GatewayError::Unauthorized { scope, .. } => {
                 headers.insert(WWW_AUTHENTICATE, challenge.header(scope));
+            }
+            GatewayError::Unauthenticated { .. } => {
+                headers.insert(WWW_AUTHENTICATE, challenge.base());
             }
             GatewayError::InvalidClient => {
                 headers.insert(
@@ -212,10 +342,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     fn scope() -> Scope {
-        Scope {
-            namespace: "org1/repo1".into(),
-            action: Action::Push,
-        }
+        Scope::repository("org1/repo1", Action::Push)
     }
 
     fn all() -> Vec<(GatewayError, u16, &'static str)> {
@@ -298,7 +425,7 @@ mod tests {
         let challenge = Challenge::new("http://gw/oauth/token", "gw");
         for (err, status, body) in all() {
             let what = format!("{err:?}");
-            let resp = err.into_response(&challenge);
+            let resp = err.into_response(&challenge, Dialect::ChartMuseum);
             assert_eq!(resp.status().as_u16(), status, "{what}");
             assert_eq!(
                 resp.headers()[CONTENT_TYPE],
@@ -316,7 +443,7 @@ mod tests {
             scope: scope(),
             cause: AuthFailure::Missing,
         };
-        let resp = err.into_response(&challenge);
+        let resp = err.into_response(&challenge, Dialect::ChartMuseum);
         assert_eq!(
             resp.headers()[WWW_AUTHENTICATE],
             r#"Bearer realm="http://gw/oauth/token",service="gw",scope="artifact-repository:org1/repo1:push""#
@@ -331,8 +458,14 @@ mod tests {
                 subject: "secret-subject".into(),
             },
         };
-        assert!(!err.body().to_string().contains("secret-subject"));
+        assert!(!err
+            .body(Dialect::ChartMuseum)
+            .to_string()
+            .contains("secret-subject"));
         let err = GatewayError::Internal("key file /etc/x unreadable".into());
-        assert!(!err.body().to_string().contains("/etc/x"));
+        assert!(!err
+            .body(Dialect::ChartMuseum)
+            .to_string()
+            .contains("/etc/x"));
     }
 }

@@ -38,6 +38,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod issuer;
+pub mod oci;
 pub mod proxy;
 pub mod server;
 pub mod telemetry;

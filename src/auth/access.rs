@@ -11,6 +11,10 @@ use super::path;
 /// The only resource type ChartMuseum's authorizer knows.
 pub const RESOURCE_TYPE: &str = "artifact-repository";
 
+/// The Docker/OCI resource type: one chart, named by its OCI repository
+/// name (`org1/repo1/mychart`), as registry clients ask for it.
+pub const OCI_RESOURCE_TYPE: &str = "repository";
+
 /// The namespace ChartMuseum checks when a route carries no repository.
 pub const DEFAULT_NAMESPACE: &str = "repo";
 
@@ -129,11 +133,33 @@ pub struct Scope {
     pub namespace: String,
     /// What the request does.
     pub action: Action,
+    /// The OCI repository name (`org1/repo1/mychart`) when the request came
+    /// through the registry API: one chart inside `namespace`.
+    pub oci: Option<String>,
+}
+
+impl Scope {
+    /// A scope on a ChartMuseum repository.
+    pub fn repository(namespace: impl Into<String>, action: Action) -> Scope {
+        Scope {
+            namespace: namespace.into(),
+            action,
+            oci: None,
+        }
+    }
 }
 
 impl fmt::Display for Scope {
+    /// ChartMuseum's form, or the Docker form for registry requests, where
+    /// a push asks for `pull,push` as registries do (a push also reads).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{RESOURCE_TYPE}:{}:{}", self.namespace, self.action)
+        match &self.oci {
+            None => write!(f, "{RESOURCE_TYPE}:{}:{}", self.namespace, self.action),
+            Some(name) => match self.action {
+                Action::Pull => write!(f, "{OCI_RESOURCE_TYPE}:{name}:pull"),
+                Action::Push => write!(f, "{OCI_RESOURCE_TYPE}:{name}:pull,push"),
+            },
+        }
     }
 }
 
@@ -144,10 +170,15 @@ pub struct ScopeRequest {
     pub name: String,
     /// Actions requested or granted.
     pub actions: ActionSet,
+    /// The OCI repository name for a Docker-form scope
+    /// (`repository:org1/repo1/mychart:pull`); `name` is then its
+    /// ChartMuseum repository.
+    pub oci: Option<String>,
 }
 
 impl ScopeRequest {
-    /// Parses `artifact-repository:<name>:<action>[,<action>...]` (docs/PROTOCOL.md §2.6).
+    /// Parses `artifact-repository:<name>:<action>[,<action>...]` (docs/PROTOCOL.md §2.6)
+    /// or the Docker form `repository:<repo>/<chart>:<actions>` (§10.3).
     ///
     /// The name may not contain `:`; unlike Docker image names, repository
     /// names never carry a `host:port`.
@@ -161,25 +192,64 @@ impl ScopeRequest {
         else {
             return Err(format!("scope {s:?} is not type:name:actions"));
         };
-        if kind != RESOURCE_TYPE {
-            return Err(format!("scope type must be {RESOURCE_TYPE}"));
-        }
-        check_repo_name(name, depth)?;
+        let (repo, oci) = match kind {
+            RESOURCE_TYPE => {
+                check_repo_name(name, depth)?;
+                (name.to_owned(), None)
+            }
+            OCI_RESOURCE_TYPE => (oci_namespace(name, depth)?, Some(name.to_owned())),
+            _ => {
+                return Err(format!(
+                    "scope type must be {RESOURCE_TYPE} or {OCI_RESOURCE_TYPE}"
+                ))
+            }
+        };
         let mut set = ActionSet::default();
         for a in actions.split(',') {
             let action = Action::parse(a).ok_or_else(|| format!("unknown action {a:?}"))?;
             set.insert(action);
         }
         Ok(ScopeRequest {
-            name: name.to_owned(),
+            name: repo,
             actions: set,
+            oci,
         })
     }
 }
 
+/// The ChartMuseum repository an OCI repository name lives in: its first
+/// `depth` segments ([`DEFAULT_NAMESPACE`] at depth 0); the last segment is
+/// the chart. Every segment must follow the OCI name grammar.
+///
+/// # Errors
+/// A short description of what is wrong.
+pub fn oci_namespace(name: &str, depth: usize) -> Result<String, String> {
+    let segments: Vec<&str> = name.split('/').collect();
+    if segments.len() != depth + 1 {
+        return Err(format!(
+            "repository name {name:?} has {} segment(s); this server's are <repository>/<chart> with {} in all",
+            segments.len(),
+            depth + 1
+        ));
+    }
+    if let Some(bad) = segments.iter().find(|s| !path::is_oci_component(s)) {
+        return Err(format!(
+            "repository name {name:?}: {bad:?} is not a valid OCI name component"
+        ));
+    }
+    Ok(if depth == 0 {
+        DEFAULT_NAMESPACE.to_owned()
+    } else {
+        segments[..depth].join("/")
+    })
+}
+
 impl fmt::Display for ScopeRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{RESOURCE_TYPE}:{}:", self.name)?;
+        match &self.oci {
+            None => write!(f, "{RESOURCE_TYPE}:{}:", self.name)?,
+            Some(name) => write!(f, "{OCI_RESOURCE_TYPE}:{name}:")?,
+        }
         for (i, a) in self.actions.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
@@ -205,9 +275,13 @@ pub struct AccessEntry {
 impl AccessEntry {
     /// The entry granting `request`.
     pub fn from_request(request: &ScopeRequest) -> AccessEntry {
+        let (kind, name) = match &request.oci {
+            None => (RESOURCE_TYPE, &request.name),
+            Some(name) => (OCI_RESOURCE_TYPE, name),
+        };
         AccessEntry {
-            kind: RESOURCE_TYPE.to_owned(),
-            name: request.name.clone(),
+            kind: kind.to_owned(),
+            name: name.clone(),
             actions: request
                 .actions
                 .iter()
@@ -217,15 +291,21 @@ impl AccessEntry {
     }
 }
 
-/// Whether `entries` grant `scope`: an entry of the right type whose name
-/// equals the namespace exactly and whose actions list the action exactly.
-/// The same decision ChartMuseum's default JMESPath makes, without its
-/// injectable expression (docs/PROTOCOL.md §2.5).
+/// Whether `entries` grant `scope`: an entry whose actions list the action
+/// exactly, and either of ChartMuseum's type whose name equals the
+/// namespace exactly (the decision ChartMuseum's default JMESPath makes,
+/// without its injectable expression, docs/PROTOCOL.md §2.5), or, for a
+/// registry request, of the Docker type naming exactly its OCI repository.
+/// A repository grant covers every chart in it; a chart grant never covers
+/// its repository.
 pub fn allows(entries: &[AccessEntry], scope: &Scope) -> bool {
     entries.iter().any(|e| {
-        e.kind == RESOURCE_TYPE
-            && e.name == scope.namespace
-            && e.actions.iter().any(|a| a == scope.action.as_str())
+        let names_it = match e.kind.as_str() {
+            RESOURCE_TYPE => e.name == scope.namespace,
+            OCI_RESOURCE_TYPE => scope.oci.as_deref() == Some(e.name.as_str()),
+            _ => false,
+        };
+        names_it && e.actions.iter().any(|a| a == scope.action.as_str())
     })
 }
 
@@ -234,9 +314,13 @@ mod tests {
     use super::*;
 
     fn scope(ns: &str, action: Action) -> Scope {
+        Scope::repository(ns, action)
+    }
+
+    fn oci_scope(ns: &str, chart: &str, action: Action) -> Scope {
         Scope {
-            namespace: ns.to_owned(),
-            action,
+            oci: Some(format!("{ns}/{chart}")),
+            ..Scope::repository(ns, action)
         }
     }
 
@@ -273,6 +357,11 @@ mod tests {
             "artifact-repository:org1/repo1",
             "artifact-repository:org1/repo1:pull:x",
             "repository:org1/repo1:pull",
+            "repository:org1/repo1/mychart/x:pull",
+            "repository:org1/repo1/MyChart:pull",
+            "repository:org1/repo1/my..chart:pull",
+            "repository:org1/repo1/-x:pull",
+            "registry:catalog:*",
             "artifact-repository:org1/repo1:",
             "artifact-repository:org1/repo1:delete",
             "artifact-repository:org1/repo1:*",
@@ -287,6 +376,48 @@ mod tests {
         ] {
             assert!(ScopeRequest::parse(bad, 2).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn parses_docker_scopes_into_their_repository() {
+        let s = ScopeRequest::parse("repository:org1/repo1/my-chart:pull,push", 2).unwrap();
+        assert_eq!(s.name, "org1/repo1");
+        assert_eq!(s.oci.as_deref(), Some("org1/repo1/my-chart"));
+        assert_eq!(s.to_string(), "repository:org1/repo1/my-chart:pull,push");
+        let entry = AccessEntry::from_request(&s);
+        assert_eq!(
+            (entry.kind.as_str(), entry.name.as_str()),
+            ("repository", "org1/repo1/my-chart")
+        );
+        let s = ScopeRequest::parse("repository:mychart:pull", 0).unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.oci.as_deref()),
+            ("repo", Some("mychart"))
+        );
+    }
+
+    #[test]
+    fn chart_grants_cover_one_chart_and_repository_grants_all() {
+        let chart = [entry(OCI_RESOURCE_TYPE, "org1/repo1/a", &["pull"])];
+        assert!(allows(&chart, &oci_scope("org1/repo1", "a", Action::Pull)));
+        assert!(!allows(&chart, &oci_scope("org1/repo1", "b", Action::Pull)));
+        assert!(!allows(&chart, &oci_scope("org1/repo1", "a", Action::Push)));
+        assert!(!allows(&chart, &scope("org1/repo1", Action::Pull)));
+        let repo = [entry(RESOURCE_TYPE, "org1/repo1", &["push"])];
+        assert!(allows(&repo, &oci_scope("org1/repo1", "b", Action::Push)));
+        assert!(!allows(&repo, &oci_scope("org2/repo1", "b", Action::Push)));
+    }
+
+    #[test]
+    fn docker_challenge_scopes_ask_for_pull_with_push() {
+        assert_eq!(
+            oci_scope("org1/repo1", "c", Action::Push).to_string(),
+            "repository:org1/repo1/c:pull,push"
+        );
+        assert_eq!(
+            oci_scope("org1/repo1", "c", Action::Pull).to_string(),
+            "repository:org1/repo1/c:pull"
+        );
     }
 
     #[test]

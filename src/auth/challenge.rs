@@ -44,6 +44,16 @@ impl Challenge {
         // fail; fall back to a bare scheme rather than panic if it ever did.
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
     }
+
+    /// The header value of a registry's base check (`GET /v2/`): realm and
+    /// service, no scope, as Docker registries send it.
+    pub fn base(&self) -> HeaderValue {
+        let value = format!(
+            "Bearer realm=\"{}\",service=\"{}\"",
+            self.realm, self.service
+        );
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    }
 }
 
 #[cfg(test)]
@@ -54,10 +64,7 @@ mod tests {
     #[test]
     fn matches_chartmuseum_bytes() {
         let c = Challenge::new("http://localhost:5001/oauth/token", "localhost:5001");
-        let scope = Scope {
-            namespace: "org1/repo1".into(),
-            action: Action::Pull,
-        };
+        let scope = Scope::repository("org1/repo1", Action::Pull);
         assert_eq!(
             c.header(&scope).as_bytes(),
             b"Bearer realm=\"http://localhost:5001/oauth/token\",service=\"localhost:5001\",scope=\"artifact-repository:org1/repo1:pull\""
@@ -68,10 +75,7 @@ mod tests {
     fn matches_the_auth_library_test_vector() {
         // chartmuseum/auth@v0.6.0 authorization_test.go
         let c = Challenge::new("https://my.site.io/oauth2/token", "my.site.io");
-        let scope = Scope {
-            namespace: "repo".into(),
-            action: Action::Push,
-        };
+        let scope = Scope::repository("repo", Action::Push);
         assert_eq!(
             c.header(&scope).to_str().unwrap(),
             r#"Bearer realm="https://my.site.io/oauth2/token",service="my.site.io",scope="artifact-repository:repo:push""#

@@ -83,6 +83,35 @@ pub fn check_segment(segment: &str) -> Result<(), PathError> {
     }
 }
 
+/// Whether `s` is one component of an OCI repository name:
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` (OCI distribution spec, "Pulling
+/// manifests"). No `..`, no leading or trailing separator, no uppercase.
+pub fn is_oci_component(s: &str) -> bool {
+    let b = s.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let mut i = 0;
+    while i < b.len() {
+        let run = b[i..].iter().take_while(|c| alnum(**c)).count();
+        if run == 0 {
+            return false;
+        }
+        i += run;
+        if i == b.len() {
+            return true;
+        }
+        let sep = b[i..].iter().take_while(|c| !alnum(**c)).count();
+        let ok = match &b[i..i + sep] {
+            b"." | b"_" | b"__" => true,
+            dashes => dashes.iter().all(|c| *c == b'-'),
+        };
+        if !ok || i + sep == b.len() {
+            return false;
+        }
+        i += sep;
+    }
+    false
+}
+
 /// Checks that `path` is in canonical form: `/` alone, or `/`-separated safe,
 /// non-empty, non-dot segments with no trailing slash.
 ///
@@ -117,6 +146,27 @@ pub fn check(path: &str) -> Result<(), PathError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oci_components_follow_the_spec_grammar() {
+        for good in [
+            "a",
+            "mychart",
+            "my-chart",
+            "my--chart",
+            "my_chart",
+            "my__chart",
+            "a.b",
+            "0x1",
+        ] {
+            assert!(is_oci_component(good), "{good:?}");
+        }
+        for bad in [
+            "", "My", "-a", "a-", "a..b", "a___b", "a_-b", ".a", "a.", "a b", "a/b", "%2e",
+        ] {
+            assert!(!is_oci_component(bad), "{bad:?}");
+        }
+    }
 
     /// The definition the one-pass [`check`] must agree with.
     fn check_by_segments(path: &str) -> Result<(), PathError> {

@@ -188,7 +188,7 @@ impl Resolved<'_> {
         } else {
             self.repo
         };
-        Some(Scope { namespace, action })
+        Some(Scope::repository(namespace, action))
     }
 }
 

@@ -20,6 +20,7 @@ pub mod accounts;
 pub mod auth;
 pub mod diff;
 pub mod issuer;
+pub mod oci;
 mod raw;
 pub mod routes;
 pub mod server;
@@ -27,6 +28,7 @@ pub mod upstream;
 
 pub use auth::AuthConfig;
 pub use issuer::IssuerConfig;
+pub use oci::OciConfig;
 pub use raw::*;
 pub use server::{ListenConfig, LogFormat, ServerConfig, TlsConfig};
 pub use upstream::UpstreamConfig;
@@ -50,6 +52,8 @@ pub struct GatewayConfig {
     pub issuer: IssuerConfig,
     pub accounts: Accounts,
     pub audit: AuditConfig,
+    /// The OCI registry bridge, when `[oci]` is present.
+    pub oci: Option<OciConfig>,
 }
 
 /// The validated configuration.
@@ -109,6 +113,7 @@ impl RawConfig {
             audit: AuditConfig {
                 file: self.audit.and_then(|a| a.file).map(|f| base.join(f)),
             },
+            oci: self.oci.map(|o| o.validate(base)).transpose()?,
         };
         Ok(Config {
             server: ServerConfig {

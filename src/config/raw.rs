@@ -26,6 +26,20 @@ pub struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     pub audit: Option<RawAudit>,
+    pub oci: Option<RawOci>,
+}
+
+/// `[oci]`: the OCI distribution API under `/v2/` (docs/PROTOCOL.md §10).
+/// Present means on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOci {
+    /// Where pushed blobs wait for their manifest; default: the system
+    /// temporary directory's `chartgate-oci`.
+    pub staging_dir: Option<PathBuf>,
+    /// How long a staged upload or blob may wait for its manifest.
+    #[serde(with = "humantime_serde", default = "defaults::upload_timeout")]
+    pub upload_timeout: Duration,
 }
 
 /// `[log]`: how log lines are written.
@@ -307,6 +321,9 @@ pub(super) mod defaults {
         "text".into()
     }
     /// The example server's fixed lifetime.
+    pub fn upload_timeout() -> Duration {
+        Duration::from_secs(15 * 60)
+    }
     pub fn token_ttl() -> Duration {
         Duration::from_secs(300)
     }

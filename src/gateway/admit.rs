@@ -56,13 +56,13 @@ impl Gateway {
         Ok(Admitted { principal, via })
     }
 
-    fn decided(&self, access: &mut Access, decision: Decision) {
+    pub(super) fn decided(&self, access: &mut Access, decision: Decision) {
         self.metrics.decision(decision);
         access.decision = Some(decision);
     }
 
     /// Authenticates the request's credential and checks it grants `scope`.
-    async fn authorize(
+    pub(super) async fn authorize(
         &self,
         headers: &hyper::HeaderMap,
         conn: &ConnInfo,

@@ -32,9 +32,10 @@ use crate::auth::shared::SharedCounts;
 use crate::auth::token::{Verifier, VerifyPolicy};
 use crate::body::{self, Body};
 use crate::config::GatewayConfig;
-use crate::error::GatewayError;
+use crate::error::{Dialect, GatewayError};
 use crate::issuer::mint::Minter;
 use crate::issuer::Issuer;
+use crate::oci::{self, Registry};
 use crate::proxy::header;
 use crate::proxy::inspect;
 use crate::proxy::tap::{RequestTap, ResponseTap};
@@ -48,6 +49,7 @@ mod admit;
 mod conn;
 mod endpoints;
 mod record;
+mod registry;
 
 use admit::check_target;
 use conn::request_id;
@@ -85,6 +87,8 @@ pub struct Gateway {
     issuer: Issuer,
     token_path: String,
     upstream: Arc<Upstream>,
+    /// The OCI registry bridge under `/v2/`, when `[oci]` enables it.
+    registry: Option<Registry>,
     metrics: Arc<Metrics>,
     audit: Arc<Audit>,
     signing_kid: String,
@@ -135,6 +139,14 @@ impl Gateway {
             auth.audience.clone(),
             config.issuer.token_ttl,
         );
+        let upstream = Arc::new(Upstream::new(
+            &config.upstream,
+            config.routes.context_path.as_deref(),
+        ));
+        let registry = config
+            .oci
+            .as_ref()
+            .map(|oci| Registry::new(oci, upstream.clone(), config.routes.depth));
         Ok(Gateway {
             routes: Routes::new(&config.routes),
             challenge: Challenge::new(auth.realm.clone(), auth.service.clone()),
@@ -147,10 +159,8 @@ impl Gateway {
             ),
             issuer: Issuer::new(minter, config.routes.depth),
             token_path: config.issuer.path,
-            upstream: Arc::new(Upstream::new(
-                &config.upstream,
-                config.routes.context_path.as_deref(),
-            )),
+            upstream,
+            registry,
             audit: Arc::new(Audit::open(config.audit.file.as_deref())?),
             metrics,
             signing_kid,
@@ -204,9 +214,10 @@ impl Gateway {
                 trace: &trace,
                 access: &mut access,
             };
+            let dialect = self.dialect(req.uri().path());
             let mut response = match self.route(req, exchange).await {
                 Ok(response) => response,
-                Err(refusal) => self.refusal_response(refusal),
+                Err(refusal) => self.refusal_response(refusal, dialect),
             };
             response
                 .headers_mut()
@@ -218,7 +229,20 @@ impl Gateway {
         .await
     }
 
-    fn refusal_response(&self, Refusal { error: e, close }: Refusal) -> Response<Body> {
+    /// Whether `path` is answered in the registry's dialect.
+    fn dialect(&self, path: &str) -> Dialect {
+        if self.registry.is_some() && oci::route::is_registry_path(path) {
+            Dialect::Oci
+        } else {
+            Dialect::ChartMuseum
+        }
+    }
+
+    fn refusal_response(
+        &self,
+        Refusal { error: e, close }: Refusal,
+        dialect: Dialect,
+    ) -> Response<Body> {
         if e.is_client_fault() {
             debug!(error = %e, "refused");
         } else if matches!(e, GatewayError::Internal(_)) {
@@ -226,7 +250,12 @@ impl Gateway {
         } else {
             warn!(error = %e, source = ?std::error::Error::source(&e), "upstream failure");
         }
-        let mut response = e.into_response(&self.challenge);
+        let mut response = e.into_response(&self.challenge, dialect);
+        if dialect == Dialect::Oci {
+            response
+                .headers_mut()
+                .insert(oci::API_VERSION, HeaderValue::from_static("registry/2.0"));
+        }
         if close {
             response
                 .headers_mut()
@@ -250,6 +279,11 @@ impl Gateway {
         {
             x.access.route = "jwks";
             return Ok(self.jwks());
+        }
+        if let Some(registry) = &self.registry {
+            if oci::route::is_registry_path(req.uri().path()) {
+                return self.registry(registry, req, x).await;
+            }
         }
         let admitted = self.admit(&req, x.conn, &mut *x.access).await;
         let audited = audited_action(x.access.handler);

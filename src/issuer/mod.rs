@@ -86,6 +86,7 @@ pub fn grant(account: &Account, requested: &[ScopeRequest]) -> Vec<ScopeRequest>
         .map(|s| ScopeRequest {
             name: s.name.clone(),
             actions: s.actions.intersection(account.acl.actions_for(&s.name)),
+            oci: s.oci.clone(),
         })
         .filter(|s| !s.actions.is_empty())
         .collect()

@@ -37,6 +37,8 @@ pub struct Upstream {
     /// `Host` for every upstream request: the upstream URL's authority,
     /// formatted once (the client would otherwise format it per request).
     host: Option<HeaderValue>,
+    /// ChartMuseum's `--context-path`, for requests the gateway makes itself.
+    context_path: String,
 }
 
 /// How long a readiness probe waits for ChartMuseum's `/health`.
@@ -77,7 +79,14 @@ impl Upstream {
                 .base
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+            context_path: context_path.unwrap_or("").to_owned(),
         }
+    }
+
+    /// The upstream target of `path` (which starts with `/`) under
+    /// ChartMuseum's context path, for requests the gateway makes itself.
+    pub fn path(&self, path: &str) -> String {
+        format!("{}{path}", self.context_path)
     }
 
     /// Whether ChartMuseum's `/health` answers 200 within [`PROBE_TIMEOUT`].

@@ -12,6 +12,7 @@ mod clients;
 mod deploy;
 mod helm;
 mod image;
+mod oci;
 mod operations;
 mod oracle;
 mod tls;

@@ -99,10 +99,7 @@ fn basic(user: &str, password: &str) -> String {
 }
 
 fn scope(ns: &str, action: Action) -> Scope {
-    Scope {
-        namespace: ns.into(),
-        action,
-    }
+    Scope::repository(ns, action)
 }
 
 #[tokio::test]

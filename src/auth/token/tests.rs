@@ -81,10 +81,7 @@ fn accepts_a_minted_token_and_its_grants() {
         .unwrap();
     let claims = verifier(0).verify(&minted.token).unwrap();
     assert_eq!(*claims, minted.claims);
-    let scope = Scope {
-        namespace: "org1/repo1".into(),
-        action: Action::Pull,
-    };
+    let scope = Scope::repository("org1/repo1", Action::Pull);
     assert!(allows(&claims.access, &scope));
 }
 
