@@ -14,6 +14,12 @@
 //!   ChartMuseum refuses (401, or no route): the test fails on any.
 //! - **Stricter** is a request chartgate refused that ChartMuseum serves:
 //!   each must fall in a class docs/SECURITY.md explains, or the test fails.
+//! - **Registry requests** (`/v2`, a fifth of the mix, the same credentials
+//!   and mutations plus a Docker-form token for one chart) have no
+//!   ChartMuseum counterpart: the bridge answers them from ChartMuseum's
+//!   API with the client's request id. One that led to any ChartMuseum
+//!   request must be one its credential authorizes, judged from the raw
+//!   target; any other is a bypass.
 //!
 //! `CHARTGATE_ORACLE_REQUESTS` sets the total (default 10,000);
 //! `scripts/oracle.sh N` runs it alone. The report is printed and written to
@@ -93,11 +99,14 @@ enum Cred {
     PullPush,
     /// A pull,push token for another repository.
     OtherRepo,
+    /// A pull,push token in the Docker form for one OCI name,
+    /// `repository:<repo>/mychart`, as registry clients ask for.
+    OciChart,
 }
 
 /// Every kind, weighted towards the ones that grant something, so that a
 /// fair share of the mix is served and compared.
-const CREDS: [Cred; 11] = [
+const CREDS: [Cred; 12] = [
     Cred::None,
     Cred::BadSignature,
     Cred::Expired,
@@ -109,6 +118,7 @@ const CREDS: [Cred; 11] = [
     Cred::PullPush,
     Cred::PullPush,
     Cred::OtherRepo,
+    Cred::OciChart,
 ];
 
 /// Paths after the context path, as ChartMuseum's route table and its
@@ -148,6 +158,25 @@ const TEMPLATES: &[&str] = &[
     "/{repo}/prov",
     "/{repo}/api/charts",
     "/{repo}/api/charts/{name}/{version}",
+];
+
+/// Registry paths, served by chartgate's OCI bridge from ChartMuseum's API
+/// (ChartMuseum has no `/v2`). `{digest}` is the stored chart's SHA-256, so
+/// a by-digest read finds it.
+const V2_TEMPLATES: &[&str] = &[
+    "/v2/",
+    "/v2/_catalog",
+    "/v2/{repo}/{name}/tags/list",
+    "/v2/{repo}/{name}/tags/list?n=1",
+    "/v2/{repo}/{name}/manifests/{version}",
+    "/v2/{repo}/{name}/manifests/{version}",
+    "/v2/{repo}/{name}/manifests/{version}",
+    "/v2/{repo}/{name}/manifests/{digest}",
+    "/v2/{repo}/{name}/blobs/{digest}",
+    "/v2/{repo}/{name}/blobs/{digest}",
+    "/v2/{repo}/{name}/blobs/uploads/",
+    "/v2/{repo}/{name}/blobs/uploads/6f9619ff-8b86-4011-b42d-00c04fc964ff",
+    "/v2/{repo}/{name}/referrers/{digest}",
 ];
 
 const METHODS: &[&str] = &[
@@ -236,10 +265,24 @@ struct Case {
     headers: Vec<(&'static str, String)>,
     cred: Cred,
     mutation: &'static str,
+    /// A registry request (`/v2`), judged by what it needs, not against
+    /// ChartMuseum's bearer mode.
+    registry: bool,
 }
 
-fn generate(setup: &Setup, repos: &[String], i: usize, rng: &mut Rng) -> (Case, String) {
-    let template = rng.pick(TEMPLATES);
+fn generate(
+    setup: &Setup,
+    repos: &[String],
+    digest: &str,
+    i: usize,
+    rng: &mut Rng,
+) -> (Case, String) {
+    let registry = rng.below(5) == 0;
+    let template = if registry {
+        rng.pick(V2_TEMPLATES)
+    } else {
+        rng.pick(TEMPLATES)
+    };
     // Half the time a method the route table has for this path, so that a
     // fair share of the mix reaches a route.
     let method = if rng.below(2) == 0 {
@@ -279,10 +322,13 @@ fn generate(setup: &Setup, repos: &[String], i: usize, rng: &mut Rng) -> (Case, 
         .replace("/{repo}", &with_repo)
         .replace("{file}", &format!("{name}-{version}.tgz"))
         .replace("{name}", name)
-        .replace("{version}", version);
+        .replace("{version}", version)
+        .replace("{digest}", digest);
     let path = mutate(path.into_bytes(), mutation, rng);
     let ctx = setup.context_path.unwrap_or("");
+    // The registry API is at the host's root whatever the context path.
     let mut target = match mutation {
+        _ if registry => Vec::new(),
         "ctx-no-boundary" if !ctx.is_empty() => format!("{ctx}x").into_bytes(),
         "ctx-missing" => Vec::new(),
         _ => ctx.as_bytes().to_vec(),
@@ -306,6 +352,7 @@ fn generate(setup: &Setup, repos: &[String], i: usize, rng: &mut Rng) -> (Case, 
         headers,
         cred,
         mutation,
+        registry,
     };
     (case, token_repo)
 }
@@ -317,6 +364,12 @@ fn natural_method(template: &str, rng: &mut Rng) -> &'static str {
         "/api/{repo}/prov" => "POST",
         "/api/{repo}/charts/{name}/{version}" => rng.pick(&["GET", "HEAD", "DELETE"]),
         "/api/{repo}/charts/{name}" | "/{repo}/index.yaml" => rng.pick(&["GET", "HEAD"]),
+        "/v2/{repo}/{name}/manifests/{version}" => rng.pick(&["GET", "HEAD", "PUT"]),
+        "/v2/{repo}/{name}/blobs/{digest}" => rng.pick(&["GET", "HEAD"]),
+        "/v2/{repo}/{name}/blobs/uploads/" => "POST",
+        "/v2/{repo}/{name}/blobs/uploads/6f9619ff-8b86-4011-b42d-00c04fc964ff" => {
+            rng.pick(&["PATCH", "PUT", "GET"])
+        }
         _ => "GET",
     }
 }
@@ -497,6 +550,15 @@ fn parse(reply: &[u8]) -> Answer {
     }
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use aws_lc_rs::digest;
+    digest::digest(&digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Whether chartgate's `anonymous_pull` for `setup` covers `namespace`.
 fn is_anonymous(setup: &Setup, namespace: &str) -> bool {
     let segments: Vec<&str> = namespace.split('/').collect();
@@ -539,10 +601,55 @@ fn stricter_class(setup: &Setup, case: &Case, anonymous_verdict: bool) -> Option
     None
 }
 
+/// Whether a registry request may lead to ChartMuseum requests: its path
+/// names `<repository>/<chart>/…` in canonical form, and the credential
+/// grants the action its method needs on that repository (and chart, for
+/// an OCI-form token), or the repository is anonymous and it only reads.
+/// Judged from the raw target, independently of chartgate's own parser;
+/// the client's headers do not count, as the bridge's own requests to
+/// ChartMuseum carry none of them (no method override, no original URL).
+fn registry_authorized(setup: &Setup, case: &Case, token_repo: &str) -> bool {
+    let path = case.target.split(|&b| b == b'?').next().unwrap_or_default();
+    let Ok(path) = std::str::from_utf8(path) else {
+        return false;
+    };
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return false;
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let depth = setup.depth as usize;
+    if segments.len() < depth + 2 {
+        return false;
+    }
+    let namespace = if depth == 0 {
+        "repo".to_owned()
+    } else {
+        segments[..depth].join("/")
+    };
+    let chart = segments[depth];
+    let reads = matches!(case.method, "GET" | "HEAD");
+    let own = namespace == token_repo
+        && match case.cred {
+            Cred::Pull => reads,
+            Cred::Push | Cred::PullPush => true,
+            Cred::OciChart => chart == "mychart",
+            Cred::None | Cred::BadSignature | Cred::Expired | Cred::OtherRepo => false,
+        };
+    // Anyone may read an anonymous repository, unless the credential they
+    // present is invalid.
+    let anonymous = reads
+        && is_anonymous(setup, &namespace)
+        && !matches!(case.cred, Cred::BadSignature | Cred::Expired);
+    own || anonymous
+}
+
 /// Per-setup outcome.
 #[derive(Default)]
 struct Tally {
     requests: usize,
+    /// Registry requests, and those that led to ChartMuseum requests.
+    registry: usize,
+    registry_forwarded: usize,
     forwarded: usize,
     served: usize,
     bypasses: Vec<String>,
@@ -583,13 +690,26 @@ async fn mint_all(gw: &Gw, repos: &[String]) -> HashMap<(String, Cred), String> 
             tokens::resign(&both, |claims| claims["access"][0]["name"] = "org1".into())
         };
         out.insert((repo.clone(), Cred::OtherRepo), other);
+        let oci = if repos.len() > 1 {
+            format!("{repo}/mychart")
+        } else {
+            "mychart".to_owned()
+        };
+        // OCI names are lower case: the issuer grants no Docker-form scope
+        // for `ORG1/…`, so such a case carries a token that grants nothing.
+        let oci_token = if oci == oci.to_lowercase() {
+            token(gw, &format!("repository:{oci}:pull,push")).await
+        } else {
+            tokens::bad_signature(&both)
+        };
+        out.insert((repo.clone(), Cred::OciChart), oci_token);
     }
     out
 }
 
 /// The gateway config for `setup`: failure limits lifted, so hundreds of
 /// bad tokens from one address never lock the good ones out.
-fn gateway_config(setup: &Setup, upstream: SocketAddr) -> chartgate::Config {
+fn gateway_config(setup: &Setup, upstream: SocketAddr, staging: &Path) -> chartgate::Config {
     let mut chartmuseum = format!("depth = {}\n", setup.depth);
     if let Some(ctx) = setup.context_path {
         chartmuseum.push_str(&format!("context_path = \"{ctx}\"\n"));
@@ -602,7 +722,11 @@ fn gateway_config(setup: &Setup, upstream: SocketAddr) -> chartgate::Config {
     }
     let text = BASE_CONFIG
         .replace("depth = 2\n", &chartmuseum)
-        .replace("leeway = \"0s\"\n", &auth);
+        .replace("leeway = \"0s\"\n", &auth)
+        .replace(
+            "[issuer]",
+            &format!("[oci]\nstaging_dir = \"{}\"\n\n[issuer]", staging.display()),
+        );
     config(&text, upstream)
 }
 
@@ -675,6 +799,9 @@ async fn judge(
     token: Option<&str>,
 ) -> (Answer, Answer, bool) {
     let ours = exchange(gw, case, token).await;
+    if case.registry {
+        return (ours, Answer::default(), false);
+    }
     let forwarded = as_forwarded(case);
     let mut theirs = exchange(servers.bearer.addr, &forwarded, token).await;
     let mut anonymous = false;
@@ -697,11 +824,13 @@ async fn run_setup(setup: &'static Setup, root: PathBuf, chart: PathBuf, count: 
             .await
             .unwrap(),
     );
-    let gw = spawn_gateway(gateway_config(setup, servers.open.addr)).await;
+    let staging = root.join(setup.name).with_extension("staging");
+    let gw = spawn_gateway(gateway_config(setup, servers.open.addr, &staging)).await;
+    let digest = format!("sha256:{}", sha256_hex(&std::fs::read(&chart).unwrap()));
     let tokens = Arc::new(mint_all(&gw, &repos).await);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ setup.depth as u64 ^ (count as u64) << 8);
     let cases: Vec<(Case, String)> = (0..count)
-        .map(|i| generate(setup, &repos, i, &mut rng))
+        .map(|i| generate(setup, &repos, &digest, i, &mut rng))
         .collect();
     let cases = Arc::new(cases);
     let next = Arc::new(AtomicUsize::new(0));
@@ -734,12 +863,10 @@ async fn run_setup(setup: &'static Setup, root: PathBuf, chart: PathBuf, count: 
     })
     .await
     .unwrap();
-    let mut tally = Tally {
-        requests: count,
-        ..Tally::default()
-    };
+    let mut tally = Tally::default();
     for (i, (ours, theirs, anonymous)) in results {
         let case = &cases[i].0;
+        tally.requests += usize::from(!case.registry);
         let was_forwarded = forwarded.contains(&case.id);
         let describe = || {
             format!(
@@ -754,6 +881,14 @@ async fn run_setup(setup: &'static Setup, root: PathBuf, chart: PathBuf, count: 
                 theirs.challenge
             )
         };
+        if case.registry {
+            tally.registry += 1;
+            tally.registry_forwarded += usize::from(was_forwarded);
+            if was_forwarded && !registry_authorized(setup, case, &cases[i].1) {
+                tally.bypasses.push(describe());
+            }
+            continue;
+        }
         tally.forwarded += usize::from(was_forwarded);
         tally.served += usize::from(theirs.served());
         if was_forwarded && !theirs.served() {
@@ -805,6 +940,13 @@ fn report(tallies: &[(&str, Tally)], elapsed: Duration) -> String {
     }
     for (class, n) in classes {
         out.push_str(&format!("stricter, explained: {n:>7}  {class}\n"));
+    }
+    out.push_str("registry (/v2) requests, and those that led to ChartMuseum requests:\n");
+    for (name, t) in tallies {
+        out.push_str(&format!(
+            "{name:<12} {:>8} {:>9}\n",
+            t.registry, t.registry_forwarded
+        ));
     }
     out.push_str(&format!("in {:.1} s\n", elapsed.as_secs_f64()));
     out
@@ -874,6 +1016,10 @@ async fn gateway_never_forwards_what_bearer_mode_chartmuseum_refuses() {
             t.forwarded * 10 < t.requests * 9,
             "{name}: nearly all forwarded\n{text}"
         );
+        assert!(
+            t.registry_forwarded > 0 && t.registry_forwarded < t.registry,
+            "{name}: the registry requests were all refused or all forwarded\n{text}"
+        );
     }
     std::fs::remove_dir_all(&root).unwrap();
 }
@@ -883,7 +1029,7 @@ fn the_generator_covers_every_credential_and_mutation() {
     let repos = repos(2);
     let mut rng = Rng(7);
     let cases: Vec<Case> = (0..5_000)
-        .map(|i| generate(&SETUPS[4], &repos, i, &mut rng).0)
+        .map(|i| generate(&SETUPS[4], &repos, "sha256:0", i, &mut rng).0)
         .collect();
     for cred in CREDS {
         assert!(cases.iter().any(|c| c.cred == cred), "{cred:?}");
@@ -891,6 +1037,7 @@ fn the_generator_covers_every_credential_and_mutation() {
     for m in MUTATIONS {
         assert!(cases.iter().any(|c| c.mutation == *m), "{m}");
     }
+    assert!(cases.iter().any(|c| c.registry) && cases.iter().any(|c| !c.registry));
     assert!(cases.iter().any(|c| is_canonical(&c.target)));
     assert!(cases.iter().any(|c| !is_canonical(&c.target)));
 }
