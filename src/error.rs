@@ -67,7 +67,6 @@ pub enum OciCode {
     NameInvalid,
     NameUnknown,
     SizeInvalid,
-    Denied,
     /// `DENIED` for a chart version that already exists: 409.
     Exists,
     /// An operation the bridge does not offer: 405.
@@ -90,7 +89,7 @@ impl OciCode {
             OciCode::NameInvalid => "NAME_INVALID",
             OciCode::NameUnknown => "NAME_UNKNOWN",
             OciCode::SizeInvalid => "SIZE_INVALID",
-            OciCode::Denied | OciCode::Exists => "DENIED",
+            OciCode::Exists => "DENIED",
             OciCode::Unsupported | OciCode::UnsupportedMedia => "UNSUPPORTED",
         }
     }
@@ -108,7 +107,6 @@ impl OciCode {
             | OciCode::NameInvalid
             | OciCode::SizeInvalid => StatusCode::BAD_REQUEST,
             OciCode::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
-            OciCode::Denied => StatusCode::FORBIDDEN,
             OciCode::Exists => StatusCode::CONFLICT,
             OciCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             OciCode::UnsupportedMedia => StatusCode::UNSUPPORTED_MEDIA_TYPE,

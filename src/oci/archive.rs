@@ -97,6 +97,29 @@ mod tests {
     }
 
     #[test]
+    fn stops_reading_past_helms_decompressed_cap() {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(MAX_DECOMPRESSED + 1);
+        header.set_mode(0o644);
+        header.set_cksum();
+        let zeros = std::io::repeat(0).take(MAX_DECOMPRESSED + 1);
+        tar.append_data(&mut header, "mychart/templates/big", zeros)
+            .unwrap();
+        let chart = "name: mychart\nversion: 0.1.0\n";
+        let mut header = tar::Header::new_gnu();
+        header.set_size(chart.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "mychart/Chart.yaml", chart.as_bytes())
+            .unwrap();
+        let bomb = tar.into_inner().unwrap().finish().unwrap();
+        assert!(bomb.len() < 1024 * 1024, "{} bytes compressed", bomb.len());
+        assert!(read_identity(&bomb[..]).is_err());
+    }
+
+    #[test]
     fn refuses_what_is_not_a_chart() {
         assert!(read_identity(&b"not gzip"[..]).is_err());
         assert!(read_identity(&tgz(&[("x/values.yaml", "a: 1\n")])[..]).is_err());

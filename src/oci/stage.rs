@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::digest;
+use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::Body;
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
@@ -111,13 +112,16 @@ impl Staging {
     /// # Errors
     /// No such upload, a chunk out of order, the size cap passed (the
     /// upload is then discarded), or the body broke off.
-    pub async fn append(
+    pub async fn append<B>(
         &self,
         oci: &str,
         id: uuid::Uuid,
-        body: Incoming,
+        body: B,
         offset: Option<u64>,
-    ) -> Result<u64, GatewayError> {
+    ) -> Result<u64, GatewayError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+    {
         let path = self.upload_path(oci, id);
         let size = self.size(oci, id).await?;
         if offset.is_some_and(|o| o != size) {
@@ -140,12 +144,15 @@ impl Staging {
         }
     }
 
-    async fn write_body(
+    async fn write_body<B>(
         &self,
         mut file: tokio::fs::File,
-        mut body: Incoming,
+        mut body: B,
         mut size: u64,
-    ) -> Result<u64, GatewayError> {
+    ) -> Result<u64, GatewayError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+    {
         while let Some(frame) = body.frame().await {
             let frame =
                 frame.map_err(|_| registry(OciCode::BlobUploadInvalid, "upload body broke off"))?;
@@ -299,5 +306,111 @@ pub fn sweep(root: &Path, timeout: Duration) {
             files = n,
             "staging sweep: deleted uploads whose manifest never came"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+
+    /// A staging directory of the test's own, removed when dropped.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn staging(max: u64) -> (Dir, Staging) {
+        let dir =
+            Dir(std::env::temp_dir().join(format!("chartgate-stage-{}", uuid::Uuid::new_v4())));
+        for sub in ["uploads", "blobs"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let s = Staging::new(dir.path().to_owned(), Duration::from_secs(900), max);
+        (dir, s)
+    }
+
+    fn body(bytes: &'static [u8]) -> Full<Bytes> {
+        Full::new(Bytes::from_static(bytes))
+    }
+
+    fn code(e: GatewayError) -> Option<OciCode> {
+        match e {
+            GatewayError::Registry { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_in_order_become_a_blob_of_that_name_only() {
+        let (_dir, s) = staging(1024);
+        let id = s.start("org1/repo1/a").await.unwrap();
+        assert_eq!(
+            s.append("org1/repo1/a", id, body(b"hel"), Some(0))
+                .await
+                .unwrap(),
+            3
+        );
+        let late = s.append("org1/repo1/a", id, body(b"xx"), Some(1)).await;
+        assert_eq!(late.err().and_then(code), Some(OciCode::RangeInvalid));
+        assert_eq!(
+            s.append("org1/repo1/a", id, body(b"lo"), Some(3))
+                .await
+                .unwrap(),
+            5
+        );
+        let digest = Digest::of(b"hello");
+        assert_eq!(s.finish("org1/repo1/a", id, &digest).await.unwrap(), 5);
+        let (path, size) = s.blob("org1/repo1/a", &digest).await.unwrap();
+        assert_eq!((std::fs::read(path).unwrap(), size), (b"hello".to_vec(), 5));
+        // Another repository never sees it, nor the upload.
+        assert!(s.blob("org1/repo1/b", &digest).await.is_none());
+        let other = s.size("org1/repo1/b", id).await;
+        assert_eq!(other.err().and_then(code), Some(OciCode::BlobUploadUnknown));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_digest_or_an_oversized_body_stages_nothing() {
+        let (_dir, s) = staging(4);
+        let id = s.start("r/c").await.unwrap();
+        s.append("r/c", id, body(b"abc"), None).await.unwrap();
+        let claimed = Digest::of(b"abd");
+        let wrong = s.finish("r/c", id, &claimed).await;
+        assert_eq!(wrong.err().and_then(code), Some(OciCode::DigestInvalid));
+        assert!(s.blob("r/c", &claimed).await.is_none());
+        assert!(s.size("r/c", id).await.is_err(), "the upload is discarded");
+
+        let id = s.start("r/c").await.unwrap();
+        let big = s.append("r/c", id, body(b"12345"), None).await;
+        assert!(matches!(
+            big,
+            Err(GatewayError::PayloadTooLarge { limit: 4 })
+        ));
+        assert!(s.size("r/c", id).await.is_err(), "the upload is discarded");
+    }
+
+    #[tokio::test]
+    async fn the_sweep_deletes_only_what_is_older_than_the_timeout() {
+        let (dir, s) = staging(1024);
+        let id = s.start("r/c").await.unwrap();
+        s.append("r/c", id, body(b"x"), None).await.unwrap();
+        let digest = Digest::of(b"m");
+        s.put("r/c", &digest, b"m").await.unwrap();
+        sweep(dir.path(), Duration::from_secs(60));
+        assert!(s.size("r/c", id).await.is_ok());
+        assert!(s.blob("r/c", &digest).await.is_some());
+        std::thread::sleep(Duration::from_millis(20));
+        sweep(dir.path(), Duration::from_millis(10));
+        assert!(s.size("r/c", id).await.is_err());
+        assert!(s.blob("r/c", &digest).await.is_none());
     }
 }
