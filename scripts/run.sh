@@ -57,6 +57,10 @@ Try the walkthrough in another shell:
   # 4. the same over TLS, with Helm
   helm repo add org1 https://localhost:8443/org1/repo1 --ca-file certs/dev/ca.pem \\
     --username master --password "\$CHARTGATE_MASTER_KEY"
+  # 5. the same repository as an OCI registry
+  helm registry login localhost:8080 --plain-http -u master -p "\$CHARTGATE_MASTER_KEY"
+  helm push mychart-0.1.0.tgz oci://localhost:8080/org1/repo1 --plain-http
+  helm pull oci://localhost:8080/org1/repo1/mychart --version 0.1.0 --plain-http
 
 TXT
 "$gate" serve --config config/chartgate.toml
