@@ -46,6 +46,15 @@ fn checksum(major: u8) {
         "helm{major}: checksum/config ignored a config change"
     );
     assert_eq!(secret1, secret0, "helm{major}");
+    // Turning the OCI bridge on is a config change too.
+    let (text3, oci) = render(&["--set", "oci.enabled=true", "--set", "replicaCount=1"]);
+    assert!(text3.contains("[oci]"), "{text3}");
+    assert_ne!(
+        sums(&oci).0,
+        config0,
+        "helm{major}: checksum/config ignored [oci]"
+    );
+    assert_eq!(sums(&oci).1, secret0, "helm{major}");
     // A pod annotation is no config change.
     let (_, annotated) = render(&["--set", "podAnnotations.team=charts"]);
     assert_eq!(annotated["team"], "charts");

@@ -1,8 +1,9 @@
 //! `deploy/compose.yaml` through `docker-compose config`, and its
-//! `chartgate.toml` through `chartgate check`.
+//! `chartgate.toml` (with `[oci]` staging on the one writable volume) through
+//! `chartgate check`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -187,11 +188,6 @@ fn compose_file_resolves_and_keeps_chartmuseum_private() {
         .get("/etc/chartgate/certs")
         .unwrap_or_else(|| panic!("no certs mount: {mounts:?}"));
     assert_eq!(Path::new(certs), root().join("deploy/certs"));
-    assert!(
-        strings(&gw["volumes"]).iter().all(|v| v.ends_with(":ro")),
-        "{}",
-        gw["volumes"]
-    );
 
     // The gateway's config agrees with the compose file, and the binary
     // accepts it with the secrets compose would mount.
@@ -208,6 +204,55 @@ fn compose_file_resolves_and_keeps_chartmuseum_private() {
             .starts_with("/etc/chartgate/certs/"));
     }
     assert!(!toml_text.contains("BEGIN"));
+
+    // The one writable mount is [oci]'s staging directory: a named volume,
+    // handed to chartgate's user by a one-shot chown that chartgate waits
+    // for (Docker creates it owned by root).
+    let staging = gw_config["oci"]["staging_dir"]
+        .as_str()
+        .expect("deploy/compose/chartgate.toml has no [oci] staging_dir");
+    assert_eq!(gw_config["oci"]["upload_timeout"], "15m");
+    for v in strings(&gw["volumes"]) {
+        let parts: Vec<&str> = v.split(':').collect();
+        if parts[1] == staging {
+            assert!(parts.len() == 2 || parts[2] == "rw", "{v}");
+            assert!(
+                config["volumes"][parts[0]].is_object(),
+                "{v}: no named volume"
+            );
+        } else {
+            assert_eq!(parts.last(), Some(&"ro"), "{v}: writable");
+        }
+    }
+    let volume = mounts
+        .get(staging)
+        .unwrap_or_else(|| panic!("{staging} is not mounted: {mounts:?}"));
+    let (chown_name, chown) = services
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, s)| {
+            strings(&s["volumes"])
+                .iter()
+                .any(|v| v.starts_with(&format!("{volume}:")))
+                && strings(&s["entrypoint"]).first().map(String::as_str) == Some("/bin/chown")
+        })
+        .unwrap_or_else(|| panic!("nothing hands volume {volume} to {user}"));
+    let entrypoint = strings(&chown["entrypoint"]);
+    assert_eq!(entrypoint.len(), 3, "{entrypoint:?}");
+    assert_eq!(entrypoint[1], user, "{chown_name} chowns to another user");
+    assert!(
+        strings(&chown["volumes"]).contains(&format!("{volume}:{}:rw", entrypoint[2]))
+            || strings(&chown["volumes"]).contains(&format!("{volume}:{}", entrypoint[2])),
+        "{chown_name} chowns {} but mounts {}",
+        entrypoint[2],
+        chown["volumes"]
+    );
+    assert_eq!(
+        gw["depends_on"][chown_name]["condition"], "service_completed_successfully",
+        "{}",
+        gw["depends_on"]
+    );
 
     let dir = scratch("compose");
     let out = run(chartgate()
@@ -256,7 +301,15 @@ fn compose_file_resolves_and_keeps_chartmuseum_private() {
         .replace(
             "\"/run/secrets/",
             &format!("\"{}/run/secrets/", dir.display()),
+        )
+        .replace(
+            &format!("\"{staging}\""),
+            &format!("\"{}{staging}\"", dir.display()),
         );
+    assert!(
+        !moved.contains("\"/var/"),
+        "a path outside every mount:\n{moved}"
+    );
     let file = dir.join("chartgate.toml");
     std::fs::write(&file, moved).unwrap();
     let out = check_config(&file, &[]);
@@ -265,4 +318,7 @@ fn compose_file_resolves_and_keeps_chartmuseum_private() {
         "chartgate check refused deploy/compose/chartgate.toml:\n{}",
         text(&out)
     );
+    // It prepared the staging area in the (moved) volume.
+    let staging = PathBuf::from(format!("{}{staging}", dir.display()));
+    assert!(staging.join("uploads").is_dir(), "{}", staging.display());
 }

@@ -94,15 +94,21 @@ fn lay_out(r: &Rendered, dir: &Path, fixtures: &Fixtures) -> (PathBuf, Vec<(Stri
             std::fs::write(format!("{}/{rel}", moved(&m.path)), content(source)).unwrap();
         }
     }
-    // Every absolute path into a mount now points into `dir`.
+    // Every absolute path into a mount, or of one (oci.staging_dir), now
+    // points into `dir`.
     let mut config = r.config_text();
     let mut paths: Vec<&str> = mounts.iter().map(|m| m.path.as_str()).collect();
     paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for path in paths {
-        config = config.replace(&format!("\"{path}/"), &format!("\"{}/", moved(path)));
+        for end in ["/", "\""] {
+            config = config.replace(
+                &format!("\"{path}{end}"),
+                &format!("\"{}{end}", moved(path)),
+            );
+        }
     }
     assert!(
-        !config.contains("\"/etc/"),
+        !config.contains("\"/etc/") && !config.contains("\"/var/"),
         "{c}: a path outside every mount:\n{config}"
     );
     let args = strings(&gateway["args"]);
@@ -141,6 +147,28 @@ fn binary_accepts(major: u8) {
             text(&out),
             std::fs::read_to_string(&file).unwrap()
         );
+        // [oci]'s staging directory is the mounted volume: the check made
+        // its subdirectories there, and fails, naming the key, when it
+        // cannot.
+        assert_eq!(r.config()["oci"].is_null(), !case.oci, "{}", r.case);
+        if let Some(staging) = r.config()["oci"]["staging_dir"].as_str() {
+            let staging = PathBuf::from(format!("{}{staging}", dir.display()));
+            for sub in ["uploads", "blobs"] {
+                assert!(staging.join(sub).is_dir(), "{}: no {sub}", r.case);
+            }
+            std::fs::remove_dir_all(&staging).unwrap();
+            std::fs::write(&staging, "not a directory").unwrap();
+            let out = check_config(&file, &env);
+            assert_eq!(out.status.code(), Some(64), "{}: {}", r.case, text(&out));
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("oci.staging_dir"),
+                "{}: {}",
+                r.case,
+                text(&out)
+            );
+            std::fs::remove_file(&staging).unwrap();
+            std::fs::create_dir(&staging).unwrap();
+        }
         // The check does read the mounted files: without the signing key it
         // fails, naming the key.
         let secrets = dir.join("etc/chartgate/secrets");

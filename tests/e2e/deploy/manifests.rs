@@ -1,15 +1,17 @@
 //! The rendered manifests of every case of the values matrix: what every
 //! render must hold (ports, probes, hardening, checksums, selectors, no
 //! secret in a ConfigMap, secrets mounted read-only), and the full case
-//! (ServiceMonitor, PDB, HPA, the gateway's NetworkPolicy, existing Secrets).
-//! The ChartMuseum and ingress checks are in `network.rs`.
+//! (ServiceMonitor, PDB, HPA, the gateway's NetworkPolicy, existing Secrets),
+//! and the OCI bridge's values (staging volume, `/v2` on the Ingress, a shared
+//! claim for replicas). The ChartMuseum and ingress checks are in
+//! `network.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
 use super::network::{check_external, check_ingress_tls, check_passthrough, check_sidecar};
-use super::rendered::{is_subset, labels, strings, Rendered, Source};
+use super::rendered::{is_subset, labels, strings, Mount, Rendered, Source};
 use super::{case, chart, parse_yaml, secret_refs, Case, Helm, CASES, MASTER, NAMESPACE, RELEASE};
 
 fn app_version() -> String {
@@ -239,6 +241,25 @@ fn check_common(r: &Rendered, case: &Case) {
         "{c}"
     );
 
+    // [oci] exactly when enabled, its staging directory on a volume.
+    assert_eq!(
+        !config["oci"].is_null(),
+        case.oci,
+        "{c}: [oci] exactly when oci.enabled"
+    );
+    if case.oci {
+        staging(r);
+    } else {
+        assert!(
+            pod["spec"]["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["name"] != "oci-staging"),
+            "{c}: a staging volume without [oci]"
+        );
+    }
+
     // Replicas: 2 by default, none when an HPA owns them.
     let hpa = r.all("HorizontalPodAutoscaler");
     if hpa.is_empty() {
@@ -309,6 +330,13 @@ fn manifests(major: u8) {
                     8080,
                 );
                 check_full(&r);
+                // Autoscaled replicas share the staging claim.
+                assert_eq!(
+                    staging(&r).volume["persistentVolumeClaim"]["claimName"],
+                    "chartgate-oci-staging",
+                    "{c}"
+                );
+                assert_eq!(config["oci"]["upload_timeout"], "15m", "{c}");
             }
             "sidecar" => {
                 check_sidecar(&r, 1);
@@ -323,6 +351,13 @@ fn manifests(major: u8) {
                     claim["metadata"]["annotations"]["helm.sh/resource-policy"],
                     "keep"
                 );
+                // One replica: the OCI staging area is a capped emptyDir.
+                assert_eq!(
+                    staging(&r).volume,
+                    json!({"name": "oci-staging", "emptyDir": {"sizeLimit": "512Mi"}}),
+                    "{c}"
+                );
+                assert_eq!(config["oci"]["upload_timeout"], "30m", "{c}");
             }
             other => unreachable!("{other}"),
         }
@@ -335,6 +370,145 @@ fn manifests(major: u8) {
     // A sidecar at another depth follows it, on both sides.
     let r = case("sidecar").render(&helm, &["--set", "chartmuseum.depth=3"]);
     check_sidecar(&r, 3);
+}
+
+/// The mount of `[oci]`'s staging directory: a writable volume of its own,
+/// an emptyDir or a claim (the root filesystem is read-only).
+fn staging(r: &Rendered) -> Mount {
+    let c = &r.case;
+    let config = r.config();
+    let dir = config["oci"]["staging_dir"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{c}: [oci] without staging_dir"));
+    let mount = r
+        .mounts(r.gateway())
+        .into_iter()
+        .find(|m| m.path == dir)
+        .unwrap_or_else(|| panic!("{c}: oci.staging_dir {dir} is not a mount"));
+    assert!(!mount.read_only, "{c}: {dir} is mounted read-only");
+    assert!(
+        mount.files.is_empty()
+            && (mount.volume["emptyDir"].is_object()
+                || mount.volume["persistentVolumeClaim"]["claimName"].is_string()),
+        "{c}: {dir} is on {}",
+        mount.volume
+    );
+    mount
+}
+
+/// The OCI bridge's values beyond the matrix: the defaults, an uncapped
+/// emptyDir, replicas on a shared claim (never session affinity: the chart
+/// refuses an emptyDir instead, see `schema.rs`), and `/v2` at the host root
+/// on the Ingress.
+fn oci(major: u8) {
+    let helm = Helm::new(major, "oci");
+    let on = ["--set", "oci.enabled=true", "--set", "replicaCount=1"];
+    let check = |r: &Rendered, base: &Case| {
+        let case = Case { oci: true, ..*base };
+        check_common(r, &case);
+    };
+
+    let r = case("default").render(&helm, &on);
+    check(&r, case("default"));
+    let c = &r.case;
+    let config = r.config();
+    assert_eq!(
+        config["oci"]["staging_dir"], "/var/lib/chartgate/oci",
+        "{c}"
+    );
+    assert_eq!(config["oci"]["upload_timeout"], "15m", "{c}");
+    assert_eq!(
+        staging(&r).volume["emptyDir"],
+        json!({"sizeLimit": "1Gi"}),
+        "{c}"
+    );
+    // No cap is still an emptyDir, never a volume without a source.
+    let r = case("default").render(
+        &helm,
+        &[&on[..], &["--set", "oci.staging.sizeLimit="]].concat(),
+    );
+    assert_eq!(staging(&r).volume["emptyDir"], json!({}), "{}", r.case);
+
+    // Replicas share a claim; the Services stay without affinity.
+    let r = case("default").render(
+        &helm,
+        &[
+            "--set",
+            "oci.enabled=true",
+            "--set",
+            "replicaCount=3",
+            "--set",
+            "oci.staging.existingClaim=oci-rwx",
+        ],
+    );
+    check(&r, case("default"));
+    let c = &r.case;
+    assert_eq!(r.one("Deployment")["spec"]["replicas"], 3, "{c}");
+    assert_eq!(
+        staging(&r).volume,
+        json!({"name": "oci-staging", "persistentVolumeClaim": {"claimName": "oci-rwx"}}),
+        "{c}"
+    );
+    for svc in r.all("Service") {
+        assert!(
+            svc["spec"]["sessionAffinity"].is_null(),
+            "{c}: {} has session affinity",
+            svc["metadata"]["name"]
+        );
+    }
+
+    // Behind the Ingress: the realm is on the host and scheme clients dial,
+    // and /v2 and the realm reach chartgate at the host root whatever
+    // ingress.path.
+    for (path, expected) in [
+        ("/", vec![("/", "Prefix")]),
+        (
+            "/charts",
+            vec![
+                ("/charts", "Prefix"),
+                ("/v2", "Prefix"),
+                ("/oauth/token", "Exact"),
+            ],
+        ),
+    ] {
+        let set = format!("ingress.path={path}");
+        let r = case("ingress-tls").render(&helm, &[&on[..], &["--set", &set]].concat());
+        check(&r, case("ingress-tls"));
+        let c = &r.case;
+        assert_eq!(
+            r.config()["auth"]["realm"],
+            "https://charts.example.com/oauth/token",
+            "{c}"
+        );
+        let paths = r.one("Ingress")["spec"]["rules"][0]["http"]["paths"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let got: Vec<(&str, &str)> = paths
+            .iter()
+            .map(|p| (p["path"].as_str().unwrap(), p["pathType"].as_str().unwrap()))
+            .collect();
+        assert_eq!(got, expected, "{c}: ingress.path={path}");
+        for p in &paths {
+            assert_eq!(p["backend"], paths[0]["backend"], "{c}");
+        }
+        assert_eq!(
+            paths[0]["backend"]["service"]["name"],
+            format!("{RELEASE}-chartgate"),
+            "{c}"
+        );
+    }
+    // Without [oci], no /v2 path.
+    let r = case("ingress-tls").render(&helm, &["--set", "ingress.path=/charts"]);
+    assert_eq!(
+        r.one("Ingress")["spec"]["rules"][0]["http"]["paths"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "{}",
+        r.case
+    );
 }
 
 /// ServiceMonitor, PDB, HPA, both NetworkPolicies, existing Secrets.
@@ -454,4 +628,6 @@ fn check_full(r: &Rendered) {
 helm_3_and_4! {
     /// The rendered manifests of every case keep the chart's promises.
     rendered_manifests => manifests,
+    /// The OCI bridge's staging volume, replicas and Ingress follow its values.
+    oci_staging_follows_values => oci,
 }

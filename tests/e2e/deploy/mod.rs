@@ -3,8 +3,9 @@
 //! and Helm 4 over its values matrix (the defaults and `ci/*-values.yaml`).
 //! The rendered manifests are checked for what the chart promises: probes on
 //! the admin port, the ChartMuseum NetworkPolicy, a loopback-only sidecar, no
-//! secret in a ConfigMap, and a config checksum that follows the config. The
-//! schema must refuse bad values. Every rendered `chartgate.toml` must pass
+//! secret in a ConfigMap, a config checksum that follows the config, and the
+//! OCI bridge's `[oci]` with its staging directory on a writable volume that
+//! every replica shares. The schema must refuse bad values. Every rendered `chartgate.toml` must pass
 //! `chartgate check`, with the files its pod would mount, written from the
 //! rendered Secret. `deploy/compose.yaml` goes through `docker-compose
 //! config`, and its `chartgate.toml` through `chartgate check`. A missing
@@ -141,6 +142,8 @@ struct Case {
     tls: bool,
     /// Every secret comes from an existing Secret: the chart renders none.
     existing_secrets: bool,
+    /// `oci.enabled`: the config has `[oci]`, the pod a staging volume.
+    oci: bool,
 }
 
 const CASES: &[Case] = &[
@@ -150,6 +153,7 @@ const CASES: &[Case] = &[
         sidecar: false,
         tls: false,
         existing_secrets: false,
+        oci: false,
     },
     Case {
         name: "external",
@@ -157,6 +161,7 @@ const CASES: &[Case] = &[
         sidecar: false,
         tls: false,
         existing_secrets: false,
+        oci: false,
     },
     Case {
         name: "sidecar",
@@ -164,6 +169,7 @@ const CASES: &[Case] = &[
         sidecar: true,
         tls: false,
         existing_secrets: false,
+        oci: true,
     },
     Case {
         name: "ingress-passthrough",
@@ -171,6 +177,7 @@ const CASES: &[Case] = &[
         sidecar: false,
         tls: true,
         existing_secrets: false,
+        oci: false,
     },
     Case {
         name: "ingress-tls",
@@ -178,6 +185,7 @@ const CASES: &[Case] = &[
         sidecar: false,
         tls: false,
         existing_secrets: false,
+        oci: false,
     },
     Case {
         name: "full",
@@ -185,6 +193,7 @@ const CASES: &[Case] = &[
         sidecar: false,
         tls: false,
         existing_secrets: true,
+        oci: true,
     },
 ];
 

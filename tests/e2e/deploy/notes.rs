@@ -2,6 +2,26 @@
 
 use super::{case, chart, Helm, MASTER, NAMESPACE, RELEASE};
 
+/// The NOTES of `helm install --dry-run=client` for a case of the matrix.
+fn notes(helm: &Helm, name: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "install".to_owned(),
+        RELEASE.to_owned(),
+        chart().display().to_string(),
+        "--namespace".to_owned(),
+        NAMESPACE.to_owned(),
+        "--dry-run=client".to_owned(),
+    ];
+    args.extend(case(name).args());
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = helm.ok(&args);
+    out.split_once("\nNOTES:\n")
+        .unwrap_or_else(|| panic!("{name}: no NOTES in:\n{out}"))
+        .1
+        .to_owned()
+}
+
 /// NOTES.txt prints the seed walkthrough for the release: the challenge,
 /// the token with the master key read from its Secret, the retry, and
 /// `helm repo add` with Basic credentials. Helm 4 only: Helm 3's `install
@@ -10,7 +30,6 @@ use super::{case, chart, Helm, MASTER, NAMESPACE, RELEASE};
 #[test]
 fn notes_print_the_walkthrough_helm4() {
     let helm = Helm::new(4, "notes");
-    let chart = chart();
     for (name, extra, repo, secret, key, account) in [
         (
             "default",
@@ -45,23 +64,7 @@ fn notes_print_the_walkthrough_helm4() {
             "master",
         ),
     ] {
-        let case = case(name);
-        let mut args = vec![
-            "install".to_owned(),
-            RELEASE.to_owned(),
-            chart.display().to_string(),
-            "--namespace".to_owned(),
-            NAMESPACE.to_owned(),
-            "--dry-run=client".to_owned(),
-        ];
-        args.extend(case.args());
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = helm.ok(&args);
-        let notes = out
-            .split_once("\nNOTES:\n")
-            .unwrap_or_else(|| panic!("{name}: no NOTES in:\n{out}"))
-            .1;
+        let notes = notes(&helm, name, &extra);
         let path = if repo.is_empty() {
             String::new()
         } else {
@@ -93,5 +96,70 @@ fn notes_print_the_walkthrough_helm4() {
             !notes.contains(MASTER),
             "{name}: NOTES print the master key"
         );
+        // The OCI commands exactly when the bridge is on (sidecar, full).
+        let host = format!("{RELEASE}-chartgate.{NAMESPACE}.svc:8080");
+        let oci = [
+            format!(
+                "helm registry login {host} --plain-http \\\n       \
+                 --username {account} --password \"$CHARTGATE_MASTER_KEY\""
+            ),
+            format!("helm push mychart-0.1.0.tgz oci://{host}{path} --plain-http"),
+            format!("helm pull oci://{host}{path}/mychart --version 0.1.0 --plain-http"),
+            "set auth.realm=http://localhost:8080/oauth/token".to_owned(),
+        ];
+        for needle in &oci {
+            assert_eq!(
+                notes.contains(needle),
+                case(name).oci,
+                "{name} {extra:?}: {needle:?} in NOTES without oci.enabled, or missing:\n{notes}"
+            );
+        }
+    }
+}
+
+/// Behind an Ingress with TLS, the OCI commands dial the realm's host over
+/// HTTPS: no `--plain-http`, no port-forward advice. Without a master key,
+/// they name the placeholders.
+#[test]
+fn notes_print_the_oci_commands_helm4() {
+    let helm = Helm::new(4, "notes-oci");
+    let on = ["--set", "oci.enabled=true", "--set", "replicaCount=1"];
+    let text = notes(&helm, "ingress-tls", &on);
+    for needle in [
+        "Helm's oci:// commands, served under /v2/ at the host root.",
+        "helm registry login charts.example.com \\\n",
+        "--username master --password \"$CHARTGATE_MASTER_KEY\"",
+        "helm push mychart-0.1.0.tgz oci://charts.example.com/org1/repo1\n",
+        "helm pull oci://charts.example.com/org1/repo1/mychart --version 0.1.0\n",
+    ] {
+        assert!(text.contains(needle), "NOTES lack {needle:?}:\n{text}");
+    }
+    for absent in ["--plain-http", "auth.realm="] {
+        assert!(!text.contains(absent), "NOTES hold {absent:?}:\n{text}");
+    }
+    // Depth 0 under a context path, with no master key.
+    let text = notes(
+        &helm,
+        "default",
+        &[
+            &on[..],
+            &[
+                "--set",
+                "masterKey.enabled=false",
+                "--set",
+                "chartmuseum.depth=0",
+                "--set",
+                "chartmuseum.contextPath=/cm",
+            ],
+        ]
+        .concat(),
+    );
+    for needle in [
+        "3. Helm's oci:// commands, served under /v2/ at the host root (not under /cm).",
+        "--username ID --password KEY",
+        "helm push mychart-0.1.0.tgz oci://cg-chartgate.charts-gw.svc:8080 --plain-http",
+        "helm pull oci://cg-chartgate.charts-gw.svc:8080/mychart --version 0.1.0 --plain-http",
+    ] {
+        assert!(text.contains(needle), "NOTES lack {needle:?}:\n{text}");
     }
 }

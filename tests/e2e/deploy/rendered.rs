@@ -141,6 +141,8 @@ pub(super) struct Mount {
     pub(super) path: String,
     pub(super) read_only: bool,
     pub(super) files: Vec<(String, Source)>,
+    /// The pod's volume behind the mount, as rendered.
+    pub(super) volume: Value,
 }
 
 impl Rendered {
@@ -224,6 +226,7 @@ impl Rendered {
                 path: m["mountPath"].as_str().unwrap().to_owned(),
                 read_only: m["readOnly"] == true,
                 files,
+                volume: volume.clone(),
             });
         }
         mounts

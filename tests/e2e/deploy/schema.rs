@@ -11,6 +11,19 @@ fn schema(major: u8) {
     let out = template("log.format=text");
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("format = \"text\""));
+    let out = helm.run(&[
+        "template",
+        RELEASE,
+        chart,
+        "--set",
+        "oci.enabled=true",
+        "--set",
+        "replicaCount=1",
+        "--set",
+        "oci.uploadTimeout=1h 30m",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("upload_timeout = \"1h 30m\""));
     for (set, names) in [
         ("log.format=xml", "/log/format"),
         ("chartmuseum.mode=bogus", "/chartmuseum/mode"),
@@ -21,6 +34,12 @@ fn schema(major: u8) {
         ("accounts[0].id=bad id", "/accounts/0"),
         ("unknownTopLevel=1", "unknownTopLevel"),
         ("listen.addr=0.0.0.0:80", "addr"),
+        ("oci.enabled=yes", "/oci/enabled"),
+        ("oci.uploadTimeout=soon", "/oci/uploadTimeout"),
+        ("oci.uploadTimeout=0s", "/oci/uploadTimeout"),
+        ("oci.staging.sizeLimit=lots", "/oci/staging/sizeLimit"),
+        ("oci.staging.accessModes={ReadWriteMany}", "accessModes"),
+        ("oci.stagingDir=/tmp", "stagingDir"),
     ] {
         let out = template(set);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -49,6 +68,23 @@ fn schema(major: u8) {
             "ReadWriteMany",
         ),
         (vec!["--set", "tls.enabled=true"], "tls.secretName"),
+        // An emptyDir per pod cannot hold a push whose manifest reaches
+        // another pod: the chart refuses it rather than lean on affinity.
+        (
+            vec!["--set", "oci.enabled=true"],
+            "oci.staging.existingClaim",
+        ),
+        (
+            vec![
+                "--set",
+                "oci.enabled=true",
+                "--set",
+                "replicaCount=1",
+                "--set",
+                "autoscaling.enabled=true",
+            ],
+            "oci.staging.existingClaim",
+        ),
         (
             vec![
                 "--set",

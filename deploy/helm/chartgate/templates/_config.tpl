@@ -110,6 +110,12 @@ format = {{ .Values.log.format | toJson }}
 [audit]
 file = {{ .Values.audit.file | toJson }}
 {{- end }}
+{{- if .Values.oci.enabled }}
+
+[oci]
+staging_dir = {{ include "chartgate.ociStagingDir" . | toJson }}
+upload_timeout = {{ .Values.oci.uploadTimeout | toJson }}
+{{- end }}
 {{- if .Values.masterKey.enabled }}
 
 # The example server's master key, as an account.

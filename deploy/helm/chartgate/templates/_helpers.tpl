@@ -71,6 +71,7 @@ a file is re-read on every reload, and does not show in `kubectl describe`.
 {{- define "chartgate.secretsDir" -}}/etc/chartgate/secrets{{- end }}
 {{- define "chartgate.tlsDir" -}}/etc/chartgate/tls{{- end }}
 {{- define "chartgate.clientCADir" -}}/etc/chartgate/client-ca{{- end }}
+{{- define "chartgate.ociStagingDir" -}}/var/lib/chartgate/oci{{- end }}
 
 {{/*
 The file name (in the secrets directory, and the key in the chart's Secret)
@@ -211,6 +212,14 @@ Refuse value combinations that would render a broken or unsafe deployment.
 {{- if and $many (not (and $p.enabled (has "ReadWriteMany" $p.accessModes))) }}
 {{- fail "chartmuseum.mode=sidecar with local storage and more than one replica needs a ReadWriteMany claim (chartmuseum.sidecar.storage.local.persistence), or a cloud storage backend: each pod would otherwise serve charts of its own" }}
 {{- end }}
+{{- end }}
+{{- /*
+A push stages its blobs on the pod that takes them, and its manifest needs
+them all: replicas must share the staging volume. Service session affinity
+is no substitute, since an Ingress controller picks the pod itself.
+*/}}
+{{- if and .Values.oci.enabled (not .Values.oci.staging.existingClaim) (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) }}
+{{- fail "oci.enabled with more than one replica (or autoscaling) needs oci.staging.existingClaim, a ReadWriteMany claim every replica mounts: with an emptyDir each pod stages blobs of its own, and a push whose manifest reaches another pod fails. Or set replicaCount=1" }}
 {{- end }}
 {{- if and (not (get (.Values.issuer.signingKey.existingSecret | default dict) "name")) (not (hasPrefix "RS" .Values.issuer.algorithm)) (not (hasPrefix "PS" .Values.issuer.algorithm)) }}
 {{- fail (printf "issuer.algorithm=%s needs issuer.signingKey.existingSecret: the chart generates RSA keys only" .Values.issuer.algorithm) }}
