@@ -49,6 +49,9 @@ echo "== benchmark (bench/run.sh --quick, about 3 minutes; fails only on gross r
 bench_status=0
 { scripts/tools.sh bench && bench/run.sh --quick; } || bench_status=$?
 [ "$bench_status" -eq 0 ] || echo "== benchmark: gross regression or harness failure (exit $bench_status); see above"
+# The OCI pull path against the classic one, as a report only.
+echo "== benchmark (bench/oci.sh --quick, under a minute; a report, never a failure)"
+bench/oci.sh --quick || echo "== bench/oci.sh failed; see above"
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$bench_status"
