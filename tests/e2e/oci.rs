@@ -2,8 +2,9 @@
 //! with the real parts: Helm 3 and 4 `registry login`, `push`, `pull` by
 //! version and by range, `show chart` and `template` over plain HTTP and
 //! over TLS; the cm-push ↔ OCI round trip byte-identical both ways; the
-//! ORAS CLI as a second, independent OCI client; and the denials each
-//! client shows, with ChartMuseum's request log proving nothing was
+//! ORAS CLI as a second, independent OCI client; a signed chart's
+//! provenance carried and verified both ways; and the denials each client
+//! shows, with ChartMuseum's request log proving nothing was
 //! uploaded. Behind the gateway runs the real ChartMuseum, unmodified.
 
 use std::path::{Path, PathBuf};
@@ -456,4 +457,134 @@ fn oras_client(home: &Path, host: &str, cm: &ChartMuseum) {
         !ok && text.contains("unauthorized"),
         "another tenant: {text}"
     );
+}
+
+/// Runs gpg in `home` with no agent prompts; panics on failure.
+fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("gpg")
+        .args(["--batch", "--homedir"])
+        .arg(home)
+        .args(args)
+        .output()
+        .expect("gpg is needed to sign a chart");
+    assert!(
+        out.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A fresh signing key; returns (secret keyring, public keyring) files in
+/// the format Helm reads.
+fn signing_keyrings(work: &Path) -> (PathBuf, PathBuf) {
+    let home = work.join("gnupg");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    gpg(
+        &home,
+        &[
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "chartgate test <test@example.com>",
+            "rsa2048",
+            "sign",
+            "never",
+        ],
+    );
+    let (secret, public) = (work.join("secring.gpg"), work.join("pubring.gpg"));
+    std::fs::write(&secret, gpg(&home, &["--export-secret-keys"])).unwrap();
+    std::fs::write(&public, gpg(&home, &["--export"])).unwrap();
+    (secret, public)
+}
+
+/// A signed chart pushed with `helm push` lands in ChartMuseum with its
+/// `.prov`, and verifies when pulled both ways: over OCI, where the bridge
+/// serves the provenance file as a layer, and from the classic repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_charts_carry_their_provenance_both_ways() {
+    let work = std::env::temp_dir().join(format!("chartgate-e2e-oci-prov-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let (cm, certs) = start(&work).await;
+    let staging = work.join("staging");
+    let text = registry_config(&staging, "http://localhost:8080/oauth/token", &certs);
+    let gw = spawn_gateway(config(&text, cm.addr)).await;
+    let host = format!("127.0.0.1:{}", gw.addr.port());
+    let realm = format!("http://{host}/oauth/token");
+    gw.live.replace(rebuild(
+        &gw,
+        config(&registry_config(&staging, &realm, &certs), cm.addr),
+    ));
+    blocking(move || {
+        let (secret, public) = signing_keyrings(&work);
+        let helm = Helm::new(3, work.join("helm"));
+        let src = helm.home().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let chart = src.join("signed");
+        helm.ok(&["create", chart.to_str().unwrap()], &[]);
+        let (c, s, k) = (
+            chart.to_str().unwrap(),
+            src.to_str().unwrap(),
+            secret.to_str().unwrap(),
+        );
+        helm.ok(
+            &[
+                "package",
+                c,
+                "-d",
+                s,
+                "--sign",
+                "--key",
+                "chartgate test",
+                "--keyring",
+                k,
+            ],
+            &[],
+        );
+        let archive = src.join("signed-0.1.0.tgz");
+        let prov = src.join("signed-0.1.0.tgz.prov");
+        assert!(prov.exists(), "helm package --sign wrote no .prov");
+        let plain = ["--plain-http"];
+        let login = [
+            "registry",
+            "login",
+            &host,
+            "-u",
+            "alice",
+            "-p",
+            ALICE_PASSWORD,
+        ];
+        helm.ok(&[&login[..], &plain].concat(), &[]);
+        let repo = format!("oci://{host}/org1/repo1");
+        helm.ok(
+            &[&["push", archive.to_str().unwrap(), &repo][..], &plain].concat(),
+            &[],
+        );
+        assert_same(&prov, &cm.stored("org1/repo1", "signed-0.1.0.tgz.prov"));
+        assert_same(&archive, &cm.stored("org1/repo1", "signed-0.1.0.tgz"));
+
+        let pubring = public.to_str().unwrap();
+        let out = fresh(&helm, "verified-oci");
+        let d = out.to_str().unwrap();
+        let reference = format!("{repo}/signed");
+        let pull = ["pull", &reference, "--version", "0.1.0", "-d", d];
+        let verify = ["--verify", "--keyring", pubring];
+        let said = helm.ok(&[&pull[..], &verify, &plain].concat(), &[]);
+        assert!(said.contains("Signed by: chartgate test"), "{said}");
+        assert_same(&out.join("signed-0.1.0.tgz.prov"), &prov);
+
+        let classic = format!("http://{host}/org1/repo1");
+        let add = ["repo", "add", "classic", &classic, "--username", "alice"];
+        helm.ok(&[&add[..], &["--password", ALICE_PASSWORD]].concat(), &[]);
+        let out = fresh(&helm, "verified-classic");
+        let d = out.to_str().unwrap();
+        let pull = ["pull", "classic/signed", "--version", "0.1.0", "-d", d];
+        let said = helm.ok(&[&pull[..], &verify].concat(), &[]);
+        assert!(said.contains("Signed by: chartgate test"), "{said}");
+    })
+    .await;
 }
