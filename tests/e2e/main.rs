@@ -15,6 +15,7 @@ mod image;
 mod oci;
 mod operations;
 mod oracle;
+mod registry_api;
 mod tls;
 mod tokens;
 mod walkthrough;
