@@ -6,7 +6,6 @@
 //! user would see. Behind the gateway runs the real ChartMuseum, whose
 //! request log proves which requests reached it.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,7 +13,7 @@ use hyper::Request;
 
 use crate::chartmuseum::{ChartMuseum, Options};
 use crate::common::*;
-use crate::helm::Helm;
+use crate::helm::{assert_same, blocking, Helm};
 
 async fn token_for(gw: &Gw, user: &str, password: &str, scope: &str) -> String {
     let req = Request::post(gw.url(&format!(
@@ -48,28 +47,6 @@ fn package(helm: &Helm, name: &str, version: &str) -> std::path::PathBuf {
         &[],
     );
     dir.join(format!("{name}-{version}.tgz"))
-}
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// helm-push re-packages a chart before uploading, so "byte-identical" is
-/// measured against what ChartMuseum stored from the upload.
-fn assert_same(pulled: &Path, stored: &Path) {
-    let (a, b) = (read(pulled), read(stored));
-    assert!(
-        a == b,
-        "{} ({} bytes) differs from {} ({} bytes)",
-        pulled.display(),
-        a.len(),
-        stored.display(),
-        b.len()
-    );
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
 }
 
 async fn scenario(major: u8) {

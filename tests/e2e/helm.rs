@@ -24,6 +24,30 @@ pub fn tool(name: &str) -> PathBuf {
     path
 }
 
+/// A file's bytes; a missing file fails the test naming it.
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Runs `f` (a blocking helm, curl or ChartMuseum call) off the runtime.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// Asserts two files hold the same bytes (a pulled chart and the one
+/// ChartMuseum stored, or the one packaged).
+pub fn assert_same(a: &Path, b: &Path) {
+    let (x, y) = (read(a), read(b));
+    assert!(
+        x == y,
+        "{} ({} bytes) differs from {} ({} bytes)",
+        a.display(),
+        x.len(),
+        b.display(),
+        y.len()
+    );
+}
+
 /// helm-push v0.10.4's own manifest (plugin.yaml), for Helm 3.
 const LEGACY_MANIFEST: &str = r#"name: "cm-push"
 version: "0.10.4"

@@ -15,27 +15,7 @@ use chartgate::server::devcert;
 
 use crate::chartmuseum::{ChartMuseum, Options};
 use crate::common::*;
-use crate::helm::{tool, Helm};
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
-}
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn assert_same(a: &Path, b: &Path) {
-    let (x, y) = (read(a), read(b));
-    assert!(
-        x == y,
-        "{} ({} bytes) differs from {} ({} bytes)",
-        a.display(),
-        x.len(),
-        b.display(),
-        y.len()
-    );
-}
+use crate::helm::{assert_same, blocking, tool, Helm};
 
 /// `helm create` (once) + `helm package` of `name` at `version`.
 fn package(helm: &Helm, name: &str, version: &str) -> PathBuf {
@@ -217,46 +197,75 @@ fn helm_login_stored(helm: &Helm, host: &str) -> bool {
     std::fs::read_to_string(store).is_ok_and(|s| s.contains(host))
 }
 
-async fn start(work: &Path) -> (Arc<ChartMuseum>, PathBuf) {
-    let storage = work.join("storage");
-    let cm = blocking(move || {
-        ChartMuseum::start(
-            &Options {
-                depth: 2,
-                ..Options::default()
-            },
-            &storage,
-            &storage.with_extension("log"),
-        )
-    })
-    .await;
-    let certs = work.join("certs");
-    devcert::generate(&["localhost", "127.0.0.1"], "ci-bot")
-        .unwrap()
-        .write(&certs)
-        .unwrap();
-    (Arc::new(cm), certs)
+/// What both tests start with: a fresh work dir, the real ChartMuseum, a
+/// dev CA and certificates, and a gateway whose realm is on its plain
+/// listener (OCI clients take a realm only on the host they dialled).
+struct Bridge {
+    work: PathBuf,
+    cm: Arc<ChartMuseum>,
+    certs: PathBuf,
+    staging: PathBuf,
+    gw: Gw,
+    /// The plain listener, as `127.0.0.1:port`.
+    plain: String,
+}
+
+impl Bridge {
+    async fn start(tag: &str) -> Bridge {
+        let work = std::env::temp_dir().join(format!("chartgate-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).unwrap();
+        let storage = work.join("storage");
+        let cm = blocking(move || {
+            ChartMuseum::start(
+                &Options {
+                    depth: 2,
+                    ..Options::default()
+                },
+                &storage,
+                &storage.with_extension("log"),
+            )
+        })
+        .await;
+        let certs = work.join("certs");
+        devcert::generate(&["localhost", "127.0.0.1"], "ci-bot")
+            .unwrap()
+            .write(&certs)
+            .unwrap();
+        let staging = work.join("staging");
+        let text = registry_config(&staging, "http://localhost:8080/oauth/token", &certs);
+        let gw = spawn_gateway(config(&text, cm.addr)).await;
+        let plain = format!("127.0.0.1:{}", gw.addr.port());
+        let bridge = Bridge {
+            work,
+            cm: Arc::new(cm),
+            certs,
+            staging,
+            gw,
+            plain,
+        };
+        bridge.realm_on(&bridge.plain, "http");
+        bridge
+    }
+
+    /// Rebuilds the gateway with its realm on `host` over `scheme`.
+    fn realm_on(&self, host: &str, scheme: &str) {
+        let realm = format!("{scheme}://{host}/oauth/token");
+        self.gw.live.replace(rebuild(
+            &self.gw,
+            config(
+                &registry_config(&self.staging, &realm, &self.certs),
+                self.cm.addr,
+            ),
+        ));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_and_oras_use_chartmuseum_as_an_oci_registry() {
-    let work = std::env::temp_dir().join(format!("chartgate-e2e-oci-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let (cm, certs) = start(&work).await;
-    let staging = work.join("staging");
-    let text = registry_config(&staging, "http://localhost:8080/oauth/token", &certs);
-    let gw = spawn_gateway(config(&text, cm.addr)).await;
-    let plain = format!("127.0.0.1:{}", gw.addr.port());
-    let tls = format!("127.0.0.1:{}", gw.tls_addr.unwrap().port());
-    let realm = |host: &str, scheme: &str| format!("{scheme}://{host}/oauth/token");
-    gw.live.replace(rebuild(
-        &gw,
-        config(
-            &registry_config(&staging, &realm(&plain, "http"), &certs),
-            cm.addr,
-        ),
-    ));
+    let bridge = Bridge::start("oci").await;
+    let (work, cm, plain) = (&bridge.work, &bridge.cm, &bridge.plain);
+    let tls = format!("127.0.0.1:{}", bridge.gw.tls_addr.unwrap().port());
 
     for major in [3u8, 4] {
         let site = Site {
@@ -276,14 +285,8 @@ async fn helm_and_oras_use_chartmuseum_as_an_oci_registry() {
     blocking(move || oras_client(&home, &host, &cm2)).await;
 
     // Over TLS, the realm on the TLS listener.
-    gw.live.replace(rebuild(
-        &gw,
-        config(
-            &registry_config(&staging, &realm(&tls, "https"), &certs),
-            cm.addr,
-        ),
-    ));
-    let ca = certs.join("ca.pem").display().to_string();
+    bridge.realm_on(&tls, "https");
+    let ca = bridge.certs.join("ca.pem").display().to_string();
     for major in [3u8, 4] {
         let site = Site {
             cm: cm.clone(),
@@ -294,7 +297,7 @@ async fn helm_and_oras_use_chartmuseum_as_an_oci_registry() {
         blocking(move || helm_workflow(&helm, &site, &format!("tls{major}"))).await;
     }
     // Nothing is left staged once every push was published.
-    let left: Vec<_> = walk(&staging.join("blobs"));
+    let left: Vec<_> = walk(&bridge.staging.join("blobs"));
     assert!(left.is_empty(), "staged blobs left behind: {left:?}");
 }
 
@@ -506,19 +509,8 @@ fn signing_keyrings(work: &Path) -> (PathBuf, PathBuf) {
 /// serves the provenance file as a layer, and from the classic repository.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_charts_carry_their_provenance_both_ways() {
-    let work = std::env::temp_dir().join(format!("chartgate-e2e-oci-prov-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let (cm, certs) = start(&work).await;
-    let staging = work.join("staging");
-    let text = registry_config(&staging, "http://localhost:8080/oauth/token", &certs);
-    let gw = spawn_gateway(config(&text, cm.addr)).await;
-    let host = format!("127.0.0.1:{}", gw.addr.port());
-    let realm = format!("http://{host}/oauth/token");
-    gw.live.replace(rebuild(
-        &gw,
-        config(&registry_config(&staging, &realm, &certs), cm.addr),
-    ));
+    let bridge = Bridge::start("oci-prov").await;
+    let (work, cm, host) = (bridge.work.clone(), bridge.cm.clone(), bridge.plain.clone());
     blocking(move || {
         let (secret, public) = signing_keyrings(&work);
         let helm = Helm::new(3, work.join("helm"));

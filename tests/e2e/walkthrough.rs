@@ -12,15 +12,11 @@ use hyper::Request;
 
 use crate::chartmuseum::{ChartMuseum, Options};
 use crate::common::*;
-use crate::helm::Helm;
+use crate::helm::{blocking, Helm};
 use crate::tokens;
 
 const REALM: &str = "http://localhost:8080/oauth/token";
 const SERVICE: &str = "localhost:8080";
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
-}
 
 /// A GET with `auth` and a request id of the test's choosing.
 async fn get_with_id(url: &str, auth: Option<&str>, id: &str) -> Reply {
