@@ -25,6 +25,7 @@ use anyhow::Context;
 use jsonwebtoken::{Algorithm, Validation};
 use tracing::{error, info};
 
+use super::jws::Trusted;
 use super::key::VerifyKey;
 
 /// A trusted public key file and the one algorithm it may verify.
@@ -32,12 +33,6 @@ use super::key::VerifyKey;
 pub struct KeyFile {
     pub path: PathBuf,
     pub algorithm: Algorithm,
-}
-
-/// A key ready to verify with: the key and the validation rules bound to it.
-pub struct Trusted {
-    pub key: VerifyKey,
-    pub validation: Validation,
 }
 
 /// Looked up on every request that carries a token; foldhash is a third
@@ -72,14 +67,7 @@ impl std::fmt::Debug for KeySet {
 }
 
 fn bind(key: VerifyKey, template: &Validation) -> Arc<Trusted> {
-    let mut validation = template.clone();
-    validation.algorithms = vec![key.algorithm];
-    // The verifier checks the algorithm and the signature first, with the
-    // key parsed once (`VerifyKey::verifies`); jsonwebtoken, whose `decode`
-    // would rebuild the key from its bytes, then checks only the claims.
-    #[allow(deprecated)]
-    validation.insecure_disable_signature_validation();
-    Arc::new(Trusted { key, validation })
+    Arc::new(Trusted::bind(key, template))
 }
 
 impl KeySet {
@@ -131,10 +119,10 @@ impl KeySet {
     /// `/.well-known/jwks.json` publishes them.
     pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
         let mut keys: Vec<jsonwebtoken::jwk::Jwk> =
-            self.own.values().map(|t| t.key.jwk.clone()).collect();
+            self.own.values().map(|t| t.key().jwk.clone()).collect();
         if let Some(files) = &self.files {
             let current = files.current.read().unwrap_or_else(|p| p.into_inner());
-            keys.extend(current.values().map(|t| t.key.jwk.clone()));
+            keys.extend(current.values().map(|t| t.key().jwk.clone()));
         }
         keys.sort_by(|a, b| a.common.key_id.cmp(&b.common.key_id));
         jsonwebtoken::jwk::JwkSet { keys }
@@ -270,7 +258,7 @@ mod tests {
         .unwrap();
         assert!(set.get(&own.kid).is_some());
         let found = set.get(&other).unwrap();
-        assert_eq!(found.validation.algorithms, vec![Algorithm::RS256]);
+        assert_eq!(found.algorithm(), Algorithm::RS256);
         assert!(set.get("no-such-kid").is_none());
         std::fs::remove_file(path).unwrap();
     }

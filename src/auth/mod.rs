@@ -11,6 +11,7 @@ pub mod authn;
 pub mod challenge;
 pub mod credential;
 pub mod guard;
+pub mod jws;
 pub mod key;
 pub mod keyset;
 pub mod limit;

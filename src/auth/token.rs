@@ -10,15 +10,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use moka::sync::Cache;
 use moka::Expiry;
 use serde::{Deserialize, Serialize};
 
 use super::access::AccessEntry;
+use super::jws;
 use super::keyset::KeySet;
 
 /// Longest token accepted, in bytes. Ours are under 1 KiB; a token is read
@@ -229,27 +227,10 @@ impl Verifier {
             return Ok(verdict.claims.clone());
         }
 
-        let header = jsonwebtoken::decode_header(token).map_err(TokenError::Header)?;
+        let header = jws::header(token)?;
         let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
         let trusted = self.keys.get(kid).ok_or(TokenError::UnknownKey)?;
-        if header.alg != trusted.key.algorithm {
-            return Err(TokenError::Algorithm(header.alg));
-        }
-        // The signature over everything before the last '.', as JWS compact
-        // serialisation (RFC 7515 §7.1) and jsonwebtoken split it; the
-        // claims are not even decoded for a token that fails it.
-        let bad_signature = || TokenError::Invalid(ErrorKind::InvalidSignature.into());
-        let (message, signature) = token.rsplit_once('.').ok_or_else(bad_signature)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| bad_signature())?;
-        if !trusted.key.verifies(message.as_bytes(), &signature) {
-            return Err(bad_signature());
-        }
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &trusted.key.decoding, &trusted.validation)
-                .map_err(TokenError::Invalid)?;
-        let claims = data.claims;
+        let claims: Claims = jws::verify(token, &header, &trusted)?;
         if claims.iat.is_some_and(|iat| iat > now + self.policy.leeway) {
             return Err(TokenError::IssuedInFuture);
         }
