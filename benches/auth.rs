@@ -21,6 +21,7 @@ fn access() -> Vec<AccessEntry> {
         kind: RESOURCE_TYPE.into(),
         name: "org1/repo1".into(),
         actions: vec!["pull".into(), "push".into()],
+        charts: None,
     }]
 }
 

@@ -13,9 +13,10 @@ use serde_json::json;
 use crate::auth::access::Scope;
 use crate::auth::authn::AuthnError;
 use crate::auth::challenge::Challenge;
-use crate::auth::guard::failure_decision;
+use crate::auth::guard::{failure_decision, Denied};
 use crate::auth::path::PathError;
 use crate::body::{self, Body};
+use crate::publish::PublishRefusal;
 use crate::telemetry::metrics::Decision;
 
 /// `application/json; charset=utf-8`, as gin sends it.
@@ -142,6 +143,9 @@ pub enum GatewayError {
     Registry { code: OciCode, message: String },
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: u64 },
+    /// A publish rule refused an upload, a delete or a manifest push.
+    #[error("publish rule: {0}")]
+    Publish(#[from] PublishRefusal),
     #[error("token request: {description}")]
     TokenRequest {
         code: OAuthCode,
@@ -149,10 +153,19 @@ pub enum GatewayError {
     },
     #[error("token request: bad client credentials")]
     InvalidClient,
+    /// A token exchange's id token was not accepted (RFC 8693 §2.2.2:
+    /// `invalid_request`); `class` is what the client is told.
+    #[error("token exchange: {class}")]
+    RefusedIdToken {
+        decision: Decision,
+        class: &'static str,
+    },
     #[error("token endpoint takes GET or POST")]
     TokenMethod,
     #[error("too many password checks in progress")]
     Busy,
+    #[error("an OIDC issuer's keys are unavailable: {0}")]
+    IdentityProviderUnavailable(String),
     #[error("too many failed attempts; retry in {retry_after:?}")]
     TooManyAttempts { retry_after: std::time::Duration },
     #[error("upstream unreachable")]
@@ -164,6 +177,18 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// The error for a credential the guard turned away; `failed` says
+    /// what a checked-and-wrong credential is at this door.
+    pub fn denied(denied: Denied, failed: impl FnOnce(AuthnError) -> GatewayError) -> GatewayError {
+        match denied {
+            Denied::LockedOut(retry_after) => GatewayError::TooManyAttempts { retry_after },
+            Denied::Busy => GatewayError::Busy,
+            Denied::Ambiguous => GatewayError::DuplicateCredentials,
+            Denied::Unavailable(why) => GatewayError::IdentityProviderUnavailable(why),
+            Denied::Failed(e) => failed(e),
+        }
+    }
+
     /// The status this error is answered with. Exhaustive on purpose.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -175,10 +200,15 @@ impl GatewayError {
             GatewayError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::Registry { code, .. } => code.status(),
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::Publish(PublishRefusal::Unreadable(_)) => StatusCode::BAD_REQUEST,
+            GatewayError::Publish(PublishRefusal::ChartNotAllowed { .. }) => StatusCode::FORBIDDEN,
+            GatewayError::Publish(PublishRefusal::Immutable { .. }) => StatusCode::CONFLICT,
             GatewayError::TokenRequest { .. } => StatusCode::BAD_REQUEST,
             GatewayError::InvalidClient => StatusCode::UNAUTHORIZED,
+            GatewayError::RefusedIdToken { .. } => StatusCode::BAD_REQUEST,
             GatewayError::TokenMethod => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::IdentityProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -219,16 +249,25 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { limit } => {
                 ("SIZE_INVALID", format!("upload larger than {limit} bytes"))
             }
+            GatewayError::Publish(PublishRefusal::Unreadable(why)) => {
+                ("MANIFEST_INVALID", why.clone())
+            }
+            GatewayError::Publish(refusal) => ("DENIED", refusal.to_string()),
             GatewayError::TooManyAttempts { .. } => {
                 fixed("TOOMANYREQUESTS", "too many failed attempts")
             }
             GatewayError::Busy
             | GatewayError::UpstreamUnavailable(_)
             | GatewayError::UpstreamTimeout => fixed("UNAVAILABLE", "chart storage unavailable"),
+            GatewayError::IdentityProviderUnavailable(_) => fixed(
+                "UNAVAILABLE",
+                "the identity provider's keys are unavailable",
+            ),
             GatewayError::Internal(_) => fixed("UNKNOWN", "internal server error"),
             GatewayError::DuplicateHost
             | GatewayError::TokenRequest { .. }
             | GatewayError::InvalidClient
+            | GatewayError::RefusedIdToken { .. }
             | GatewayError::TokenMethod => fixed("UNSUPPORTED", "bad request"),
         }
     }
@@ -247,15 +286,24 @@ impl GatewayError {
                 json!({"error": "unauthorized"})
             }
             GatewayError::Registry { message, .. } => json!({"error": message}),
+            // Messages built from what the client sent, for helm-push to print.
+            GatewayError::Publish(refusal) => json!({"error": refusal.to_string()}),
             GatewayError::PayloadTooLarge { .. } => json!({"error": "request too large"}),
             GatewayError::TokenRequest { code, description } => {
                 json!({"error": code.as_str(), "error_description": description})
             }
             GatewayError::InvalidClient => json!({"error": "invalid_client"}),
+            GatewayError::RefusedIdToken { class, .. } => {
+                json!({"error": "invalid_request", "error_description": class})
+            }
             GatewayError::TokenMethod => {
                 json!({"error": "invalid_request", "error_description": "use GET or POST"})
             }
             GatewayError::Busy => json!({"error": "busy"}),
+            GatewayError::IdentityProviderUnavailable(_) => json!({
+                "error": "temporarily_unavailable",
+                "error_description": "the identity provider's keys are unavailable"
+            }),
             GatewayError::TooManyAttempts { .. } => json!({"error": "too many failed attempts"}),
             GatewayError::UpstreamUnavailable(_) => json!({"error": "bad gateway"}),
             GatewayError::UpstreamTimeout => json!({"error": "gateway timeout"}),
@@ -276,8 +324,10 @@ impl GatewayError {
             }
             GatewayError::TooManyAttempts { .. } => Some(Decision::LockedOut),
             GatewayError::Busy => Some(Decision::Busy),
+            GatewayError::IdentityProviderUnavailable(_) => Some(Decision::IdpUnavailable),
             GatewayError::DuplicateCredentials => Some(Decision::Ambiguous),
             GatewayError::InvalidClient => Some(Decision::BadCredential),
+            GatewayError::RefusedIdToken { decision, .. } => Some(*decision),
             GatewayError::BadPath(_)
             | GatewayError::DuplicateHost
             | GatewayError::NotFound
@@ -287,6 +337,7 @@ impl GatewayError {
             | GatewayError::UpstreamUnavailable(_)
             | GatewayError::UpstreamTimeout
             | GatewayError::Registry { .. }
+            | GatewayError::Publish(_)
             | GatewayError::Internal(_) => None,
         }
     }
@@ -311,7 +362,7 @@ impl GatewayError {
                 );
                 headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }
-            GatewayError::TokenRequest { .. } => {
+            GatewayError::TokenRequest { .. } | GatewayError::RefusedIdToken { .. } => {
                 headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }
             GatewayError::TokenMethod => {
@@ -319,6 +370,9 @@ impl GatewayError {
             }
             GatewayError::Busy => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            GatewayError::IdentityProviderUnavailable(_) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("30"));
             }
             GatewayError::TooManyAttempts { retry_after } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
@@ -393,6 +447,30 @@ mod tests {
                 r#"{"error":"invalid_request","error_description":"use GET or POST"}"#,
             ),
             (GatewayError::Busy, 503, r#"{"error":"busy"}"#),
+            (
+                PublishRefusal::Unreadable("the chart holds no <chart>/Chart.yaml".into()).into(),
+                400,
+                r#"{"error":"the chart holds no <chart>/Chart.yaml"}"#,
+            ),
+            (
+                PublishRefusal::ChartNotAllowed {
+                    chart: "other".into(),
+                    repo: "org1/repo1".into(),
+                }
+                .into(),
+                403,
+                r#"{"error":"chart \"other\" may not be pushed to org1/repo1"}"#,
+            ),
+            (
+                PublishRefusal::Immutable {
+                    chart: "app".into(),
+                    version: "1.0.0".into(),
+                    repo: "org1/stable".into(),
+                }
+                .into(),
+                409,
+                r#"{"error":"chart version app-1.0.0 is immutable in org1/stable"}"#,
+            ),
             (
                 GatewayError::TooManyAttempts {
                     retry_after: std::time::Duration::from_secs(300),

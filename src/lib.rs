@@ -11,6 +11,10 @@
 //! - [`auth`]: canonical paths, ChartMuseum's route table, scopes,
 //!   credentials, token verification, keys and the `WWW-Authenticate` challenge.
 //! - [`issuer`]: the `/oauth/token` endpoint and token minting.
+//! - [`federation`]: trusted publishing: trust policies for external OIDC
+//!   identities, their issuers' keys, and the checks of their id tokens.
+//! - [`publish`]: publish rules (per-chart pushes, immutable versions),
+//!   fed by the chart an upload carries.
 //! - [`proxy`]: header hygiene, the streaming upstream client and its
 //!   connection pool.
 //! - [`error`]: every failure and the one place it becomes a status.
@@ -27,8 +31,10 @@
 //! 4. [`auth::route::Routes::resolve`] finds ChartMuseum's route, or `404`;
 //! 5. a route with an action needs a token granting that exact scope, else
 //!    `401` with ChartMuseum's challenge;
-//! 6. [`proxy`] strips and stamps headers and streams the request upstream;
-//! 7. the response body carries the access record, written when it ends.
+//! 6. a push or delete is held to the [`publish`] rules (per-chart pushes,
+//!    immutable versions), reading an upload's chart while it streams;
+//! 7. [`proxy`] strips and stamps headers and streams the request upstream;
+//! 8. the response body carries the access record, written when it ends.
 
 #![forbid(unsafe_code)]
 
@@ -36,10 +42,12 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod federation;
 pub mod gateway;
 pub mod issuer;
 pub mod oci;
 pub mod proxy;
+pub mod publish;
 pub mod server;
 pub mod telemetry;
 

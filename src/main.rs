@@ -309,7 +309,7 @@ fn token(
         .iter()
         .map(|s| ScopeRequest::parse(s, gateway.routes.depth).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let granted = issuer::grant(&account, &requested);
+    let granted = issuer::grant(&account.acl, &requested);
     if granted.len() < requested.len() {
         eprintln!("chartgate: note: some requested scopes are not allowed for {account_id:?} and were left out");
     }

@@ -174,6 +174,10 @@ pub struct ScopeRequest {
     /// (`repository:org1/repo1/mychart:pull`); `name` is then its
     /// ChartMuseum repository.
     pub oci: Option<String>,
+    /// On a grant: the chart patterns its push is limited to (the matched
+    /// rule's `charts`). Always `None` on a request: the scope syntax has
+    /// no way to ask for charts.
+    pub charts: Option<Vec<String>>,
 }
 
 impl ScopeRequest {
@@ -213,6 +217,7 @@ impl ScopeRequest {
             name: repo,
             actions: set,
             oci,
+            charts: None,
         })
     }
 }
@@ -270,6 +275,11 @@ pub struct AccessEntry {
     pub name: String,
     /// Granted actions; unknown strings grant nothing.
     pub actions: Vec<String>,
+    /// Chart-name globs a push through this entry is limited to; absent
+    /// means every chart. Enforced by chartgate only: ChartMuseum's own
+    /// bearer mode ignores the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charts: Option<Vec<String>>,
 }
 
 impl AccessEntry {
@@ -287,6 +297,7 @@ impl AccessEntry {
                 .iter()
                 .map(|a| a.as_str().to_owned())
                 .collect(),
+            charts: request.charts.clone(),
         }
     }
 }
@@ -299,14 +310,28 @@ impl AccessEntry {
 /// A repository grant covers every chart in it; a chart grant never covers
 /// its repository.
 pub fn allows(entries: &[AccessEntry], scope: &Scope) -> bool {
-    entries.iter().any(|e| {
-        let names_it = match e.kind.as_str() {
-            RESOURCE_TYPE => e.name == scope.namespace,
-            OCI_RESOURCE_TYPE => scope.oci.as_deref() == Some(e.name.as_str()),
-            _ => false,
-        };
-        names_it && e.actions.iter().any(|a| a == scope.action.as_str())
-    })
+    entries.iter().any(|e| grants(e, scope))
+}
+
+/// Whether one entry grants `scope` (the rule [`allows`] documents).
+fn grants(e: &AccessEntry, scope: &Scope) -> bool {
+    let names_it = match e.kind.as_str() {
+        RESOURCE_TYPE => e.name == scope.namespace,
+        OCI_RESOURCE_TYPE => scope.oci.as_deref() == Some(e.name.as_str()),
+        _ => false,
+    };
+    names_it && e.actions.iter().any(|a| a == scope.action.as_str())
+}
+
+/// The chart patterns `scope` is limited to under `entries`: `None` when an
+/// entry granting it names no charts (so every chart is allowed), else the
+/// union of the granting entries' patterns (empty when none grants it).
+pub fn granted_charts<'a>(entries: &'a [AccessEntry], scope: &Scope) -> Option<Vec<&'a str>> {
+    let mut union = Vec::new();
+    for e in entries.iter().filter(|e| grants(e, scope)) {
+        union.extend(e.charts.as_ref()?.iter().map(String::as_str));
+    }
+    Some(union)
 }
 
 #[cfg(test)]
@@ -329,6 +354,14 @@ mod tests {
             kind: kind.to_owned(),
             name: name.to_owned(),
             actions: actions.iter().map(|s| s.to_string()).collect(),
+            charts: None,
+        }
+    }
+
+    fn limited(name: &str, actions: &[&str], charts: &[&str]) -> AccessEntry {
+        AccessEntry {
+            charts: Some(charts.iter().map(|s| s.to_string()).collect()),
+            ..entry(RESOURCE_TYPE, name, actions)
         }
     }
 
@@ -458,5 +491,49 @@ mod tests {
         ];
         assert!(allows(&granted, &scope("org1/repo1", Action::Push)));
         assert!(allows(&granted, &scope("org1/repo1", Action::Pull)));
+    }
+
+    #[test]
+    fn granted_charts_come_from_the_entries_that_grant() {
+        let push = scope("org1/repo1", Action::Push);
+        let one = [
+            limited("org1/repo1", &["pull", "push"], &["billing", "billing-*"]),
+            limited("org2/repo2", &["push"], &["other"]),
+        ];
+        assert_eq!(
+            granted_charts(&one, &push),
+            Some(vec!["billing", "billing-*"])
+        );
+        // An unrestricted entry for the same scope lifts the limit.
+        let lifted = [
+            limited("org1/repo1", &["push"], &["billing"]),
+            entry(RESOURCE_TYPE, "org1/repo1", &["push"]),
+        ];
+        assert_eq!(granted_charts(&lifted, &push), None);
+        // Entries that do not grant the scope do not count.
+        let pull_only = [
+            entry(RESOURCE_TYPE, "org1/repo1", &["pull"]),
+            limited("org1/repo1", &["push"], &["billing"]),
+        ];
+        assert_eq!(granted_charts(&pull_only, &push), Some(vec!["billing"]));
+        assert_eq!(granted_charts(&[], &push), Some(vec![]));
+    }
+
+    #[test]
+    fn charts_ride_in_the_claim_only_when_set() {
+        let mut s = ScopeRequest::parse("artifact-repository:org1/repo1:push", 2).unwrap();
+        let plain = serde_json::to_value(AccessEntry::from_request(&s)).unwrap();
+        assert!(plain.get("charts").is_none(), "{plain}");
+        s.charts = Some(vec!["billing-*".into()]);
+        let entry = AccessEntry::from_request(&s);
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["charts"], serde_json::json!(["billing-*"]));
+        let back: AccessEntry = serde_json::from_value(json).unwrap();
+        assert_eq!(back, entry);
+        let old: AccessEntry = serde_json::from_value(
+            serde_json::json!({"type": RESOURCE_TYPE, "name": "x", "actions": ["push"]}),
+        )
+        .unwrap();
+        assert_eq!(old.charts, None);
     }
 }

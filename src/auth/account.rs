@@ -253,6 +253,11 @@ impl Accounts {
         Ok(set)
     }
 
+    /// Whether an account has this id.
+    pub fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
     /// The account an API key belongs to, if it is active.
     pub fn by_api_key(&self, key: &str, now: u64) -> Option<Arc<Account>> {
         self.by_key

@@ -1,13 +1,17 @@
-//! Access rules: ordered `(repository pattern, actions)` pairs, first match
-//! wins, no match grants nothing.
+//! Access rules: ordered `(repository pattern, actions[, charts])` rules,
+//! first match wins, no match grants nothing.
 //!
 //! Patterns are globs over repository names whose `*` stops at `/`
 //! (`org1/*` matches `org1/repo1`, never `org1/a/b`); `**` spans segments
 //! (`**` alone matches every repository, including the default `repo`).
 //! Matching is case-sensitive, like ChartMuseum's namespaces.
+//!
+//! A rule's optional `charts` globs name the charts it lets its holder push
+//! (and delete, which is push in ChartMuseum's scope model); pulls are not
+//! restricted by them. `publish/` enforces them on what an upload carries.
 
 use anyhow::{anyhow, ensure, Result};
-use globset::{GlobBuilder, GlobMatcher};
+use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
 use super::access::{Action, ActionSet};
@@ -20,6 +24,10 @@ pub struct RawRule {
     pub repos: String,
     /// `pull` and/or `push`; an empty list denies the matching repositories.
     pub actions: Vec<String>,
+    /// Globs over chart names that push and delete are limited to; absent
+    /// means every chart.
+    #[serde(default)]
+    pub charts: Option<Vec<String>>,
 }
 
 /// A compiled rule.
@@ -27,6 +35,56 @@ pub struct RawRule {
 pub struct Rule {
     matcher: GlobMatcher,
     actions: ActionSet,
+    charts: Option<ChartPatterns>,
+}
+
+/// Compiled chart-name globs, with their source text (minted into tokens).
+#[derive(Debug, Clone)]
+pub struct ChartPatterns {
+    sources: Vec<String>,
+    set: GlobSet,
+}
+
+impl ChartPatterns {
+    /// Compiles `patterns`; `key` names them in errors (`…rules[1].charts`).
+    ///
+    /// # Errors
+    /// The list is empty, or a pattern is empty, holds a `/` or is not a glob.
+    pub fn compile(patterns: &[String], key: &str) -> Result<ChartPatterns> {
+        ensure!(
+            !patterns.is_empty(),
+            "{key}: an empty list allows no chart; leave `charts` out to allow every chart"
+        );
+        let mut set = GlobSetBuilder::new();
+        for (i, pattern) in patterns.iter().enumerate() {
+            ensure!(!pattern.is_empty(), "{key}[{i}]: pattern is empty");
+            ensure!(
+                !pattern.contains('/'),
+                "{key}[{i}]: {pattern:?} holds a '/'; chart names have none"
+            );
+            let glob = GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| anyhow!("{key}[{i}]: pattern {pattern:?}: {e}"))?;
+            set.add(glob);
+        }
+        let set = set.build().map_err(|e| anyhow!("{key}: {e}"))?;
+        Ok(ChartPatterns {
+            sources: patterns.to_vec(),
+            set,
+        })
+    }
+
+    /// Whether `chart` matches one of the patterns.
+    pub fn allows(&self, chart: &str) -> bool {
+        self.set.is_match(chart)
+    }
+
+    /// The patterns as written.
+    pub fn patterns(&self) -> &[String] {
+        &self.sources
+    }
 }
 
 /// An ordered list of rules.
@@ -70,7 +128,16 @@ impl Acl {
                 })?;
                 actions.insert(action);
             }
-            rules.push(Rule { matcher, actions });
+            let charts = r
+                .charts
+                .as_deref()
+                .map(|c| ChartPatterns::compile(c, &format!("{key}[{i}].charts")))
+                .transpose()?;
+            rules.push(Rule {
+                matcher,
+                actions,
+                charts,
+            });
         }
         Ok(Acl { rules })
     }
@@ -85,17 +152,28 @@ impl Acl {
             .map(|p| RawRule {
                 repos: p.clone(),
                 actions: actions.iter().map(|a| a.as_str().to_owned()).collect(),
+                charts: None,
             })
             .collect();
         Acl::compile(&raw, key)
     }
 
+    /// The first rule matching `repo`.
+    fn rule_for(&self, repo: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.matcher.is_match(repo))
+    }
+
     /// What the first rule matching `repo` allows; nothing if none matches.
     pub fn actions_for(&self, repo: &str) -> ActionSet {
-        self.rules
-            .iter()
-            .find(|r| r.matcher.is_match(repo))
+        self.rule_for(repo)
             .map_or(ActionSet::default(), |r| r.actions)
+    }
+
+    /// The charts the first rule matching `repo` limits push and delete to;
+    /// `None` when it names none (every chart), or when no rule matches
+    /// (which grants no push at all).
+    pub fn charts_for(&self, repo: &str) -> Option<&ChartPatterns> {
+        self.rule_for(repo).and_then(|r| r.charts.as_ref())
     }
 
     /// Whether `action` on `repo` is allowed.
@@ -117,6 +195,7 @@ pub(crate) fn acl(rules: &[(&str, &[&str])]) -> Acl {
         .map(|(p, a)| RawRule {
             repos: p.to_string(),
             actions: a.iter().map(|s| s.to_string()).collect(),
+            charts: None,
         })
         .collect();
     Acl::compile(&raw, "rules").unwrap()
@@ -170,10 +249,12 @@ mod tests {
                 RawRule {
                     repos: "ok/*".into(),
                     actions: vec!["pull".into()],
+                    charts: None,
                 },
                 RawRule {
                     repos: repos.into(),
                     actions: actions.iter().map(|s| s.to_string()).collect(),
+                    charts: None,
                 },
             ];
             format!("{:#}", Acl::compile(&raw, "accounts[0].rules").unwrap_err())
@@ -182,5 +263,64 @@ mod tests {
         assert!(bad("/org1", &["pull"]).contains("accounts[0].rules[1].repos"));
         assert!(bad("", &["pull"]).contains("accounts[0].rules[1].repos"));
         assert!(bad("org1/*", &["delete"]).contains("accounts[0].rules[1].actions"));
+    }
+
+    fn with_charts(charts: &[&str]) -> Result<Acl> {
+        let raw = vec![
+            RawRule {
+                repos: "org1/public".into(),
+                actions: vec!["pull".into(), "push".into()],
+                charts: None,
+            },
+            RawRule {
+                repos: "org1/*".into(),
+                actions: vec!["pull".into(), "push".into()],
+                charts: Some(charts.iter().map(|s| s.to_string()).collect()),
+            },
+        ];
+        Acl::compile(&raw, "accounts[0].rules")
+    }
+
+    #[test]
+    fn charts_are_the_first_matching_rules() {
+        let a = with_charts(&["billing", "billing-*"]).unwrap();
+        let charts = a.charts_for("org1/repo1").unwrap();
+        assert_eq!(charts.patterns(), ["billing", "billing-*"]);
+        for ok in ["billing", "billing-api", "billing-"] {
+            assert!(charts.allows(ok), "{ok}");
+        }
+        for no in ["other", "billing2", "Billing", "xbilling", "api-billing"] {
+            assert!(!charts.allows(no), "{no}");
+        }
+        // An earlier rule without charts wins for its repository; a
+        // repository no rule matches has no chart list (and no push).
+        assert!(a.charts_for("org1/public").is_none());
+        assert!(a.charts_for("org2/repo1").is_none());
+        // Charts never narrow the actions.
+        assert!(a.allows("org1/repo1", Action::Pull));
+        assert!(a.allows("org1/repo1", Action::Push));
+    }
+
+    #[test]
+    fn bad_chart_patterns_are_named() {
+        let err = |charts: &[&str]| format!("{:#}", with_charts(charts).unwrap_err());
+        let e = err(&["billing", "a/b"]);
+        assert!(e.contains("accounts[0].rules[1].charts[1]"), "{e}");
+        let e = err(&["["]);
+        assert!(e.contains("accounts[0].rules[1].charts[0]"), "{e}");
+        let e = err(&["ok", ""]);
+        assert!(e.contains("accounts[0].rules[1].charts[1]"), "{e}");
+        let e = err(&[]);
+        assert!(e.contains("accounts[0].rules[1].charts:"), "{e}");
+    }
+
+    #[test]
+    fn charts_parse_from_toml() {
+        let rule: RawRule =
+            toml::from_str("repos = \"org1/*\"\nactions = [\"push\"]\ncharts = [\"billing-*\"]\n")
+                .unwrap();
+        assert_eq!(rule.charts, Some(vec!["billing-*".to_owned()]));
+        let rule: RawRule = toml::from_str("repos = \"x\"\nactions = []\n").unwrap();
+        assert_eq!(rule.charts, None);
     }
 }

@@ -7,7 +7,9 @@
 //! secret (plain Helm), `Authorization: Basic` whose password is a JWT
 //! (token as password), and, when no header credential is sent, a client
 //! certificate the TLS handshake verified, mapped to an account by its CN. A Bearer value or raw token that is not a JWT is an
-//! account's API key. A credential that is present but wrong is always a
+//! account's API key. Basic with the user `oidc` carries an external OIDC id
+//! token instead (trusted publishing, [`crate::federation`]): it proves the
+//! identity a trust policy accepts, with that policy's rules. A credential that is present but wrong is always a
 //! failure, never a fall-back to anonymous access.
 //!
 //! Helm sends Basic credentials with every request, so successful password
@@ -27,6 +29,7 @@ use super::account::{Account, Accounts};
 use super::acl::Acl;
 use super::credential::{self, Credential, CredentialError};
 use super::token::{unix_now, Claims, TokenError, Verifier};
+use crate::federation::verifier::{Federation, FederationError, BASIC_USER};
 
 /// Who a request is, once authenticated.
 #[derive(Debug, Clone)]
@@ -65,6 +68,8 @@ pub enum AuthnError {
     Blocking,
     #[error("too many password checks in progress")]
     Busy,
+    #[error(transparent)]
+    Federation(#[from] FederationError),
 }
 
 /// How a request presented its credential (for the audit trail).
@@ -82,6 +87,8 @@ pub enum Via {
     ApiKey,
     /// A verified TLS client certificate.
     ClientCert,
+    /// `Authorization: Basic oidc:<id token>`: an external OIDC identity.
+    Oidc,
     /// No credential.
     Nothing,
 }
@@ -96,6 +103,7 @@ impl Via {
             Via::BasicPassword => "basic_password",
             Via::ApiKey => "api_key",
             Via::ClientCert => "client_cert",
+            Via::Oidc => "oidc",
             Via::Nothing => "none",
         }
     }
@@ -104,6 +112,7 @@ impl Via {
 /// A credential as presented, before it is checked.
 enum Presented {
     Jwt(String),
+    IdToken(String),
     ApiKey(String),
     Password { user: String, password: String },
 }
@@ -134,6 +143,8 @@ pub struct Authenticator {
     anonymous: Acl,
     options: AuthnOptions,
     remembered: moka::future::Cache<[u8; 32], Arc<Account>>,
+    /// Trust policies for OIDC id tokens, when any are configured.
+    federation: Option<Arc<Federation>>,
     /// Bounds concurrent argon2 checks: each takes ~19 MiB and a core for
     /// tens of milliseconds, and failures are never cached.
     slow_checks: Arc<tokio::sync::Semaphore>,
@@ -172,8 +183,29 @@ impl Authenticator {
             anonymous,
             options,
             remembered,
+            federation: None,
             slow_checks: Arc::new(tokio::sync::Semaphore::new(slots)),
         }
+    }
+
+    /// Also accepts OIDC id tokens under `federation`'s trust policies.
+    pub fn with_federation(mut self, federation: Arc<Federation>) -> Authenticator {
+        self.federation = Some(federation);
+        self
+    }
+
+    /// The trust policies, for the token exchange.
+    pub fn federation(&self) -> Option<&Federation> {
+        self.federation.as_deref()
+    }
+
+    /// The account an OIDC id token proves (Basic `oidc:<id token>`).
+    async fn federated(&self, token: &str) -> Result<Arc<Account>, AuthnError> {
+        let federation = self
+            .federation
+            .as_ref()
+            .ok_or(FederationError::UnknownIssuer)?;
+        Ok(federation.account(token).await?)
     }
 
     /// The public keys tokens are verified with, as a JWK set.
@@ -222,7 +254,9 @@ impl Authenticator {
             } else {
                 (Presented::ApiKey(t), Via::ApiKey)
             })),
-            (Some(Credential::Basic { user, password }), None) => Ok(Some(if is_jwt(&password) {
+            (Some(Credential::Basic { user, password }), None) => Ok(Some(if user == BASIC_USER {
+                (Presented::IdToken(password), Via::Oidc)
+            } else if is_jwt(&password) {
                 (Presented::Jwt(password), Via::BasicToken)
             } else {
                 (Presented::Password { user, password }, Via::BasicPassword)
@@ -275,8 +309,10 @@ impl Authenticator {
         if !basic {
             return Some(None);
         }
+        // The shared `oidc` user names no account: counting its failures
+        // would let anyone lock every CI identity out at once.
         Some(match credential::from_headers(headers) {
-            Ok(Some(Credential::Basic { user, .. })) => Some(user),
+            Ok(Some(Credential::Basic { user, .. })) if user != BASIC_USER => Some(user),
             _ => None,
         })
     }
@@ -318,6 +354,7 @@ impl Authenticator {
         };
         let principal = match presented {
             Presented::Jwt(token) => Principal::Token(self.verifier.verify(&token)?),
+            Presented::IdToken(token) => Principal::Account(self.federated(&token).await?),
             Presented::ApiKey(key) => self
                 .accounts
                 .by_api_key(&key, unix_now())
@@ -341,6 +378,9 @@ impl Authenticator {
                 .accounts
                 .by_api_key(key, unix_now())
                 .ok_or(AuthnError::ApiKey),
+            Credential::Basic { user, password } if user == BASIC_USER => {
+                self.federated(password).await
+            }
             Credential::Basic { user, password } => self.account(user, password).await,
         }
     }

@@ -21,6 +21,7 @@ use super::credential::{Credential, CredentialError};
 use super::limit::FailureLimiter;
 use super::shared::SharedCounts;
 use super::token::TokenError;
+use crate::federation::verifier::{FederationError, Identity, BASIC_USER};
 use crate::telemetry::metrics::Decision;
 
 /// Why the guard turned a credential away.
@@ -32,6 +33,8 @@ pub enum Denied {
     Busy,
     #[error("more than one credential")]
     Ambiguous,
+    #[error("an OIDC issuer's keys are unavailable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Failed(AuthnError),
 }
@@ -43,6 +46,7 @@ impl Denied {
             Denied::LockedOut(_) => Decision::LockedOut,
             Denied::Busy => Decision::Busy,
             Denied::Ambiguous => Decision::Ambiguous,
+            Denied::Unavailable(_) => Decision::IdpUnavailable,
             Denied::Failed(e) => failure_decision(e),
         }
     }
@@ -63,6 +67,17 @@ pub fn failure_decision(e: &AuthnError) -> Decision {
         AuthnError::Token(_) => Decision::InvalidToken,
         AuthnError::Credential(CredentialError::Duplicate) => Decision::Ambiguous,
         AuthnError::Busy => Decision::Busy,
+        AuthnError::Federation(f) => match f {
+            FederationError::Token(TokenError::Expired) => Decision::Expired,
+            FederationError::Token(_) | FederationError::NoIssuedAt | FederationError::NoJti => {
+                Decision::InvalidToken
+            }
+            FederationError::UnknownIssuer
+            | FederationError::NoPolicy
+            | FederationError::ExchangeOnly(_) => Decision::Untrusted,
+            FederationError::Replayed => Decision::Replayed,
+            FederationError::Unavailable(_) => Decision::IdpUnavailable,
+        },
         AuthnError::Credential(_)
         | AuthnError::ApiKey
         | AuthnError::Password(_)
@@ -76,14 +91,14 @@ pub struct Guard {
     authn: Authenticator,
     limiter: FailureLimiter,
     /// The fleet's counts, when replicas share them.
-    shared: Option<SharedCounts>,
+    shared: Option<Arc<SharedCounts>>,
 }
 
 impl Guard {
     pub fn new(
         authn: Authenticator,
         limiter: FailureLimiter,
-        shared: Option<SharedCounts>,
+        shared: Option<Arc<SharedCounts>>,
     ) -> Guard {
         Guard {
             authn,
@@ -128,11 +143,27 @@ impl Guard {
         peer: IpAddr,
     ) -> Result<Arc<Account>, Denied> {
         let claimed = match credential {
-            Credential::Basic { user, .. } => Some(user.as_str()),
-            Credential::Bearer(_) => None,
+            Credential::Basic { user, .. } if user != BASIC_USER => Some(user.as_str()),
+            Credential::Basic { .. } | Credential::Bearer(_) => None,
         };
         self.accounted(peer, Some(claimed), self.authn.client(credential))
             .await
+    }
+
+    /// The identity an OIDC id token proves, for the token exchange; a
+    /// failure counts against the client's address.
+    ///
+    /// # Errors
+    /// As for [`Guard::request`]; `Failed` also when no policy is configured.
+    pub async fn exchange(&self, id_token: &str, peer: IpAddr) -> Result<Identity, Denied> {
+        let check = async {
+            let federation = self
+                .authn
+                .federation()
+                .ok_or(FederationError::UnknownIssuer)?;
+            Ok(federation.exchange(id_token).await?)
+        };
+        self.accounted(peer, Some(None), check).await
     }
 
     /// Runs `check` under the limits: refused up front when `attempt` (the
@@ -170,6 +201,9 @@ impl Guard {
                 Ok(value)
             }
             Err(AuthnError::Busy) => Err(Denied::Busy),
+            Err(AuthnError::Federation(FederationError::Unavailable(why))) => {
+                Err(Denied::Unavailable(why))
+            }
             Err(AuthnError::Credential(CredentialError::Duplicate)) => Err(Denied::Ambiguous),
             Err(e) => {
                 if let Some(account) = attempt {

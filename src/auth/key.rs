@@ -313,6 +313,84 @@ impl VerifyKey {
     }
 }
 
+impl VerifyKey {
+    /// Parses a public JWK from an external issuer's JWKS, bound to the one
+    /// algorithm its key type may verify here: RS256 for RSA (2048 to 8192
+    /// bits), ES256 for EC P-256, EdDSA for OKP Ed25519. Its `kid` is its
+    /// RFC 7638 thumbprint; the issuer's own `kid` is the caller's to keep.
+    ///
+    /// # Errors
+    /// A symmetric (`oct`) key, any other curve, an RSA modulus outside 2048
+    /// to 8192 bits, malformed key material, or an `alg` naming any other
+    /// algorithm than the key type's one (`HS256`, `none`, `RS384`, ...).
+    pub fn from_jwk(jwk: &Jwk) -> anyhow::Result<VerifyKey> {
+        let (algorithm, decoding, public) = match &jwk.algorithm {
+            AlgorithmParameters::RSA(p) => rsa_jwk(p)?,
+            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+                let (x, y) = (jwk_coordinate(&p.x, "x")?, jwk_coordinate(&p.y, "y")?);
+                let point = [&[0x04][..], &x, &y].concat();
+                let decoding = DecodingKey::from_ec_components(&p.x, &p.y)?;
+                (Algorithm::ES256, decoding, point)
+            }
+            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                let x = jwk_coordinate(&p.x, "x")?;
+                (Algorithm::EdDSA, DecodingKey::from_ed_components(&p.x)?, x)
+            }
+            AlgorithmParameters::OctetKey(_) => bail!("symmetric (oct) keys are never trusted"),
+            AlgorithmParameters::EllipticCurve(p) => bail!("curve {:?} is not supported", p.curve),
+            AlgorithmParameters::OctetKeyPair(p) => bail!("curve {:?} is not supported", p.curve),
+        };
+        if let Some(alg) = jwk.common.key_algorithm {
+            if alg.to_string() != format!("{algorithm:?}") {
+                bail!("alg {alg} does not fit the key type, which verifies {algorithm:?} only");
+            }
+        }
+        let bare = Jwk {
+            common: CommonParameters::default(),
+            algorithm: jwk.algorithm.clone(),
+        };
+        VerifyKey::new(decoding, algorithm, bare, &public)
+    }
+}
+
+/// An RSA JWK's RS256 decoding key and SPKI DER, if its modulus has 2048 to
+/// 8192 bits: the range aws-lc verifies (it would refuse others only when
+/// verifying, so refuse them here, where the reason can be told).
+fn rsa_jwk(p: &RSAKeyParameters) -> anyhow::Result<(Algorithm, DecodingKey, Vec<u8>)> {
+    let decode = |v: &str, name: &str| {
+        URL_SAFE_NO_PAD
+            .decode(v)
+            .with_context(|| format!("{name} is not base64url"))
+    };
+    let (n, e) = (decode(&p.n, "n")?, decode(&p.e, "e")?);
+    // Big-endian integers; a leading zero byte is tolerated, not counted.
+    let strip = |v: &[u8]| -> Vec<u8> { v.iter().copied().skip_while(|b| *b == 0).collect() };
+    let (n, e) = (strip(&n), strip(&e));
+    let bits = n
+        .first()
+        .map_or(0, |top| n.len() * 8 - top.leading_zeros() as usize);
+    if !(2048..=8192).contains(&bits) {
+        bail!("RSA key of {bits} bits; 2048 to 8192 are accepted");
+    }
+    let parts = PublicKeyComponents { n: &n, e: &e };
+    let der = parts
+        .as_der()
+        .map_err(|_| anyhow::anyhow!("not a valid RSA public key"))?;
+    let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
+    Ok((Algorithm::RS256, decoding, der.as_ref().to_vec()))
+}
+
+/// A 32-byte curve coordinate (P-256 `x`/`y`, Ed25519 `x`) from base64url.
+fn jwk_coordinate(value: &str, name: &str) -> anyhow::Result<Vec<u8>> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(value)
+        .with_context(|| format!("{name} is not base64url"))?;
+    if bytes.len() != 32 {
+        bail!("{name} has {} bytes, expected 32", bytes.len());
+    }
+    Ok(bytes)
+}
+
 /// The SPKI public key PEM of an RSA private key PEM.
 ///
 /// # Errors

@@ -10,6 +10,11 @@
 //! limiter still holds, the fall-back is logged once per outage and counted
 //! in `chartgate_shared_limit_fallbacks_total`, and Redis is not asked again
 //! for [`RETRY_AFTER`], so an outage costs at most one timeout per interval.
+//!
+//! The same Redis holds the spent ids of single-use OIDC id tokens
+//! (`<prefix>:spent:<sha256 of issuer and jti>`, `SET NX` expiring with the
+//! token), so a token exchanged at one replica is refused at every other;
+//! during an outage each replica falls back to its own memory of them.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,6 +193,26 @@ impl SharedCounts {
             pipe.cmd("PEXPIRE").arg(key).arg(window).arg("NX").ignore();
         }
         let _: Option<()> = self.run(&pipe).await;
+    }
+
+    /// Spends `id` fleet-wide until `until` (unix seconds): `Some(true)`
+    /// the first time any replica spends it, `Some(false)` after; `None`
+    /// when Redis cannot answer (the caller falls back to its own memory).
+    pub async fn first_use(&self, id: &str, until: u64) -> Option<bool> {
+        let d = digest::digest(&digest::SHA256, id.as_bytes());
+        let hex: String = d.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(format!("{}:spent:{hex}", self.prefix))
+            .arg(1)
+            .arg("NX")
+            .arg("EXAT")
+            .arg(until);
+        let (set,) = self.run::<(Option<String>,)>(&pipe).await?;
+        Some(set.is_some())
     }
 
     /// A success: the fleet's counts start over, if the check saw any.

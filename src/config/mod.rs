@@ -4,7 +4,7 @@
 //!
 //! - [`ServerConfig`] (listeners, TLS listener, limits, timeouts, log
 //!   format) is bound once at start and owned by `server/`;
-//! - [`GatewayConfig`] (upstream, routes, auth, issuer, accounts, audit) is
+//! - [`GatewayConfig`] (upstream, routes, auth, issuer, accounts, audit, publish) is
 //!   what a reload rebuilds, off the runtime, and swaps in one step.
 //!
 //! Each section validates itself in its own file, and every error names the
@@ -21,16 +21,20 @@ pub mod auth;
 pub mod diff;
 pub mod issuer;
 pub mod oci;
+pub mod publish;
 mod raw;
 pub mod routes;
 pub mod server;
+pub mod trust;
 pub mod upstream;
 
 pub use auth::AuthConfig;
 pub use issuer::IssuerConfig;
 pub use oci::OciConfig;
+pub use publish::PublishConfig;
 pub use raw::*;
 pub use server::{ListenConfig, LogFormat, ServerConfig, TlsConfig};
+pub use trust::TrustConfig;
 pub use upstream::UpstreamConfig;
 
 use crate::auth::account::Accounts;
@@ -54,6 +58,10 @@ pub struct GatewayConfig {
     pub audit: AuditConfig,
     /// The OCI registry bridge, when `[oci]` is present.
     pub oci: Option<OciConfig>,
+    /// Publish rules (`[publish]`).
+    pub publish: PublishConfig,
+    /// Trust policies for external OIDC identities (`[[trust]]`).
+    pub trust: TrustConfig,
 }
 
 /// The validated configuration.
@@ -114,7 +122,16 @@ impl RawConfig {
                 file: self.audit.and_then(|a| a.file).map(|f| base.join(f)),
             },
             oci: self.oci.map(|o| o.validate(base)).transpose()?,
+            publish: self.publish.validate()?,
+            trust: trust::validate(self.trust, base)?,
         };
+        if !gateway.trust.is_empty() {
+            anyhow::ensure!(
+                !gateway.accounts.contains(crate::federation::verifier::BASIC_USER),
+                "accounts: the id {:?} is reserved for OIDC id tokens when [[trust]] policies exist",
+                crate::federation::verifier::BASIC_USER
+            );
+        }
         Ok(Config {
             server: ServerConfig {
                 listen,

@@ -27,6 +27,60 @@ pub struct RawConfig {
     pub log: RawLog,
     pub audit: Option<RawAudit>,
     pub oci: Option<RawOci>,
+    /// Publish rules: immutable repositories.
+    #[serde(default)]
+    pub publish: RawPublish,
+    /// Trusted publishing: external OIDC identities and what they may do.
+    #[serde(default)]
+    pub trust: Vec<RawTrust>,
+}
+
+/// `[[trust]]`: one trust policy (docs/TRUSTED-PUBLISHING.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrust {
+    /// Written first in subjects: `<name>:<identity>`.
+    pub name: String,
+    /// The exact `iss` of the platform's id tokens.
+    pub issuer: String,
+    /// The `aud` the tokens must carry.
+    pub audience: String,
+    /// `github`, `gitlab` or `generic`: which claims may be matched.
+    pub provider: String,
+    /// The JWKS address, when the issuer serves no OIDC discovery.
+    pub jwks_uri: Option<String>,
+    /// CA bundle for the issuer's https (default: the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Longest life of a token minted for the identity.
+    #[serde(with = "humantime_serde", default = "defaults::trust_max_ttl")]
+    pub max_ttl: Duration,
+    /// Each id token's `jti` may be exchanged once.
+    #[serde(default)]
+    pub single_use: bool,
+    /// Claim name to one value or a list of values (exact or glob).
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, RawClaimValues>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+/// A claim matcher's values: one, or any of several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawClaimValues {
+    One(String),
+    Flag(bool),
+    Many(Vec<String>),
+}
+
+/// `[publish]`: rules on what may be published (docs/PROTOCOL.md §11).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPublish {
+    /// Repository patterns where a stored chart version is never
+    /// overwritten and a released one never deleted.
+    #[serde(default)]
+    pub immutable: Vec<String>,
 }
 
 /// `[oci]`: the OCI distribution API under `/v2/` (docs/PROTOCOL.md §10).
@@ -326,5 +380,8 @@ pub(super) mod defaults {
     }
     pub fn token_ttl() -> Duration {
         Duration::from_secs(300)
+    }
+    pub fn trust_max_ttl() -> Duration {
+        Duration::from_secs(600)
     }
 }

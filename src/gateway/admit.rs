@@ -9,7 +9,6 @@ use hyper::Request;
 use super::{ConnInfo, Gateway};
 use crate::auth::access::Scope;
 use crate::auth::authn::{Principal, Via};
-use crate::auth::guard::Denied;
 use crate::auth::path;
 use crate::error::{AuthFailure, GatewayError};
 use crate::telemetry::access::Access;
@@ -72,14 +71,11 @@ impl Gateway {
             .guard
             .request(headers, conn.peer.ip(), conn.client_cn.as_deref())
             .await
-            .map_err(|denied| match denied {
-                Denied::LockedOut(retry_after) => GatewayError::TooManyAttempts { retry_after },
-                Denied::Busy => GatewayError::Busy,
-                Denied::Ambiguous => GatewayError::DuplicateCredentials,
-                Denied::Failed(e) => GatewayError::Unauthorized {
+            .map_err(|denied| {
+                GatewayError::denied(denied, |e| GatewayError::Unauthorized {
                     scope: scope.clone(),
                     cause: AuthFailure::Authn(e),
-                },
+                })
             })?;
         if self.guard.authn().allows(&principal, &scope) {
             Ok((principal, via))

@@ -50,6 +50,10 @@ impl Gateway {
                 event.scopes_requested = Some(issued.requested);
                 event.scopes_granted = Some(issued.granted);
                 event.issued_jti = Some(issued.jti);
+                if let Some(credential) = issued.credential {
+                    event.credential = credential;
+                    event.token_jti = issued.presented_jti;
+                }
                 event.status = issued.response.status().as_u16();
                 self.audit.record(&event);
                 Ok(issued.response)

@@ -7,8 +7,9 @@
 //! [`Gateway::route`] is the inner function, written with `?`; it fills in
 //! the record as the request moves through the stages. The stages live
 //! beside it: `admit` (framing, path, route, authorization decision),
-//! `endpoints` (the issuer and the JWKS), `record` (audit events of pushes
-//! and deletes) and `conn` (connection facts and the request id).
+//! `endpoints` (the issuer and the JWKS), `publish` (the publish rules on
+//! uploads and deletes), `record` (audit events of pushes and deletes) and
+//! `conn` (connection facts and the request id).
 
 use std::convert::Infallible;
 use std::sync::atomic::AtomicU64;
@@ -33,6 +34,7 @@ use crate::auth::token::{Verifier, VerifyPolicy};
 use crate::body::{self, Body};
 use crate::config::GatewayConfig;
 use crate::error::{Dialect, GatewayError};
+use crate::federation::verifier::Federation;
 use crate::issuer::mint::Minter;
 use crate::issuer::Issuer;
 use crate::oci::{self, Registry};
@@ -40,6 +42,8 @@ use crate::proxy::header;
 use crate::proxy::inspect;
 use crate::proxy::tap::{RequestTap, ResponseTap};
 use crate::proxy::upstream::{self, Upstream};
+use crate::publish::upload::Verdict;
+use crate::publish::Publisher;
 use crate::telemetry::access::Access;
 use crate::telemetry::audit::{self, Audit, Event};
 use crate::telemetry::metrics::Metrics;
@@ -48,6 +52,7 @@ use crate::telemetry::trace::TraceContext;
 mod admit;
 mod conn;
 mod endpoints;
+mod publish;
 mod record;
 mod registry;
 
@@ -89,6 +94,8 @@ pub struct Gateway {
     upstream: Arc<Upstream>,
     /// The OCI registry bridge under `/v2/`, when `[oci]` enables it.
     registry: Option<Registry>,
+    /// Per-chart push rules and immutable repositories.
+    publisher: Publisher,
     metrics: Arc<Metrics>,
     audit: Arc<Audit>,
     signing_kid: String,
@@ -125,12 +132,25 @@ impl Gateway {
         )
         .context("auth.trusted_keys")?;
         let verifier = Verifier::new(keys, policy);
-        let authn = Authenticator::new(
+        let mut authn = Authenticator::new(
             verifier,
             Arc::new(config.accounts),
             config.auth.anonymous_pull.clone(),
             config.auth.authn.clone(),
         );
+        let shared = config.auth.shared_limits.clone().map(|(client, prefix)| {
+            Arc::new(SharedCounts::new(
+                client,
+                prefix,
+                config.auth.limits,
+                metrics.clone(),
+            ))
+        });
+        if let Some(federation) =
+            Federation::from_config(&config.trust, auth.leeway, shared.clone())?
+        {
+            authn = authn.with_federation(Arc::new(federation));
+        }
         let signing_kid = config.issuer.signing_key.kid.clone();
         metrics.signing_key_expires(config.issuer.signing_key_expires);
         let minter = Minter::new(
@@ -150,17 +170,12 @@ impl Gateway {
         Ok(Gateway {
             routes: Routes::new(&config.routes),
             challenge: Challenge::new(auth.realm.clone(), auth.service.clone()),
-            guard: Guard::new(
-                authn,
-                FailureLimiter::new(config.auth.limits),
-                config.auth.shared_limits.clone().map(|(client, prefix)| {
-                    SharedCounts::new(client, prefix, config.auth.limits, metrics.clone())
-                }),
-            ),
+            guard: Guard::new(authn, FailureLimiter::new(config.auth.limits), shared),
             issuer: Issuer::new(minter, config.routes.depth),
             token_path: config.issuer.path,
             upstream,
             registry,
+            publisher: Publisher::new(&config.publish),
             audit: Arc::new(Audit::open(config.audit.file.as_deref())?),
             metrics,
             signing_kid,
@@ -292,9 +307,7 @@ impl Gateway {
             Err(error) => {
                 if let Some(action) = audited {
                     let mut event = self.event(action, &req, &x);
-                    event.outcome = "refused";
-                    event.reason = error.decision().map(|d| d.labels().1);
-                    event.status = error.status().as_u16();
+                    record::refused(&mut event, &error);
                     self.audit.record(&event);
                 }
                 // Read the refused request's body (bounded) before answering:
@@ -320,16 +333,23 @@ impl Gateway {
             event.token_jti = token_jti(&principal);
             event
         });
-        self.forward(req, x, event).await
+        self.publish(req, x, &principal, event).await
     }
 
-    /// Sends an admitted request upstream and streams the answer back.
-    async fn forward(
+    /// Sends an admitted request upstream and streams the answer back. A
+    /// `verdict` from the publish stage, set while the upload streamed,
+    /// turns the exchange into its refusal.
+    async fn forward<B>(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
         x: Exchange<'_>,
         event: Option<Event>,
-    ) -> Result<Response<Body>, Refusal> {
+        verdict: Option<Verdict>,
+    ) -> Result<Response<Body>, Refusal>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + Unpin + 'static,
+        B::Error: Into<body::BoxError>,
+    {
         let authority = req.uri().authority().map(|a| a.as_str().to_owned());
         if let Some(name) = self.guard.authn().token_header() {
             req.headers_mut().remove(name);
@@ -368,12 +388,19 @@ impl Gateway {
             Err(GatewayError::UpstreamUnavailable(_)) => self.metrics.upstream_failed("connect"),
             Err(_) => {}
         }
+        let refused = verdict.and_then(|v| v.refusal()).map(GatewayError::from);
         if let Some(mut event) = event {
             event.status = match &sent {
                 Ok(r) => r.status().as_u16(),
                 Err(e) => e.status().as_u16(),
             };
+            if let Some(error) = &refused {
+                record::refused(&mut event, error);
+            }
             self.finish_event(event, inspected);
+        }
+        if let Some(error) = refused {
+            return Err(Refusal { error, close: true });
         }
         let mut response = sent?;
         header::prepare_response(response.headers_mut());

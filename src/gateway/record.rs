@@ -1,14 +1,16 @@
 //! The audit events of the proxied routes that change the repository:
 //! which routes they are, and what each event says, completed with the
-//! upload inspector's findings once ChartMuseum has answered.
+//! upload inspector's findings once ChartMuseum has answered; and the
+//! refusal of such a request, recorded before its body is drained.
 
 use std::time::Duration;
 
 use hyper::Request;
 
-use super::{Exchange, Gateway};
+use super::{Exchange, Gateway, Refusal, DRAIN_TIMEOUT};
 use crate::auth::authn::Principal;
 use crate::auth::route::Handler;
+use crate::error::GatewayError;
 use crate::proxy::inspect::Upload;
 use crate::telemetry::audit::{self, Event};
 
@@ -28,7 +30,9 @@ impl Gateway {
         tokio::spawn(async move {
             if let Some(task) = inspected {
                 if let Ok(Ok(Some(upload))) = tokio::time::timeout(INSPECT_WAIT, task).await {
-                    if let Some((chart, version)) = upload.chart_version() {
+                    // The publish stage's reading of the archive wins over a
+                    // name taken from the file name.
+                    if let (None, Some((chart, version))) = (&event.chart, upload.chart_version()) {
                         event.chart = Some(chart);
                         event.version = Some(version);
                     }
@@ -39,6 +43,41 @@ impl Gateway {
             }
             audit.record(&event);
         });
+    }
+
+    /// Refuses a request with `error`: records its `event` as refused, then
+    /// reads the body (bounded) so a client still uploading sees the answer
+    /// rather than a reset (helm-push reports "broken pipe").
+    pub(super) async fn refuse<B>(
+        &self,
+        body: B,
+        event: Option<Event>,
+        error: GatewayError,
+    ) -> Refusal
+    where
+        B: http_body::Body + Unpin,
+    {
+        let limit = self.upstream.max_upload_bytes();
+        self.refuse_with(crate::body::drain(body, limit, DRAIN_TIMEOUT), event, error)
+            .await
+    }
+
+    /// [`Gateway::refuse`], with the body drained by `drained`, which says
+    /// whether it ended within bounds.
+    pub(super) async fn refuse_with(
+        &self,
+        drained: impl std::future::Future<Output = bool>,
+        event: Option<Event>,
+        error: GatewayError,
+    ) -> Refusal {
+        if let Some(mut event) = event {
+            refused(&mut event, &error);
+            self.audit.record(&event);
+        }
+        Refusal {
+            error,
+            close: !drained.await,
+        }
     }
 
     /// An audit event for this request, with what is known before auth.
@@ -63,6 +102,17 @@ impl Gateway {
         }
         event
     }
+}
+
+/// Marks `event` refused by `error`, with the reason the metrics give it
+/// or, for a publish rule, the rule's.
+pub(super) fn refused(event: &mut Event, error: &GatewayError) {
+    event.outcome = "refused";
+    event.reason = match error {
+        GatewayError::Publish(refusal) => Some(refusal.reason()),
+        e => e.decision().map(|d| d.labels().1),
+    };
+    event.status = error.status().as_u16();
 }
 
 /// Which routes the audit trail records.

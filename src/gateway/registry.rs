@@ -1,7 +1,8 @@
 //! The registry stage: a `/v2/` request is checked (framing, canonical
 //! path, OCI target), authorized for the Docker-form scope of the chart it
-//! names, then served by the bridge in `oci/`. Manifest pushes, which
-//! publish, are audited like classic uploads.
+//! names, held to the publish rules (the chart is the name's last segment,
+//! the version the tag), then served by the bridge in `oci/`. Manifest
+//! pushes, which publish, are audited like classic uploads.
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HOST};
@@ -9,15 +10,16 @@ use hyper::{Method, Request, Response};
 
 use super::admit::check_target;
 use super::ConnInfo;
-use super::{Exchange, Gateway, Refusal, DRAIN_TIMEOUT};
+use super::{Exchange, Gateway, Refusal};
+use crate::auth::access::Action;
 use crate::auth::authn::{Principal, Via};
-use crate::auth::guard::Denied;
 use crate::auth::path;
-use crate::body::{self, Body};
+use crate::body::Body;
 use crate::error::{AuthFailure, GatewayError, OciCode};
 use crate::oci::route::{self, ChartName, Endpoint, Target, TargetError};
 use crate::oci::{self, Call, Published, Registry};
 use crate::proxy::header;
+use crate::publish::Identity;
 use crate::telemetry::access::Access;
 use crate::telemetry::audit::{self, Event};
 use crate::telemetry::metrics::Decision;
@@ -71,24 +73,7 @@ impl Gateway {
         let mut event = publishes.then(|| self.publish_event(&req, &x, &name));
         let principal = match self.authorize_registry(&req, x.conn, x.access, &name).await {
             Ok(p) => p,
-            Err(error) => {
-                if let Some(mut event) = event {
-                    event.outcome = "refused";
-                    event.reason = error.decision().map(|d| d.labels().1);
-                    event.status = error.status().as_u16();
-                    self.audit.record(&event);
-                }
-                let drained = body::drain(
-                    req.into_body(),
-                    self.upstream.max_upload_bytes(),
-                    DRAIN_TIMEOUT,
-                )
-                .await;
-                return Err(Refusal {
-                    error,
-                    close: !drained,
-                });
-            }
+            Err(error) => return Err(self.refuse(req.into_body(), event, error).await),
         };
         x.access.subject = principal.0.subject().to_owned();
         if let Some(event) = &mut event {
@@ -96,10 +81,32 @@ impl Gateway {
             event.credential = principal.1.name();
             event.token_jti = super::record::token_jti(&principal.0);
         }
+        // Publish rules: every push endpoint names its chart, so a chart the
+        // principal's rule leaves out is refused before a blob is staged.
+        let scope = name.scope(req.method());
+        let immutable = scope.action == Action::Push && {
+            let checks = self.publisher.checks(&principal.0, &scope);
+            if let Err(refusal) = checks.chart(&name.chart) {
+                return Err(self.refuse(req.into_body(), event, refusal.into()).await);
+            }
+            checks.immutable()
+        };
+        // One push of a version at a time into an immutable repository.
+        let _held = match pushed_version(&req) {
+            Some(version) if publishes && immutable => {
+                let chart = Identity {
+                    name: name.chart.clone(),
+                    version,
+                };
+                Some(self.publisher.lock(&name.namespace, &chart).await)
+            }
+            _ => None,
+        };
         let headers = upstream_headers(&req, &x);
         let call = Call {
             name: &name,
             headers: &headers,
+            immutable,
         };
         let served = registry.serve(call, target.endpoint, req).await;
         if let Some(event) = event {
@@ -157,10 +164,7 @@ impl Gateway {
                 x.access.subject = principal.subject().to_owned();
                 return Ok(oci::base());
             }
-            Err(Denied::Failed(e)) => refused(AuthFailure::Authn(e)),
-            Err(Denied::LockedOut(retry_after)) => GatewayError::TooManyAttempts { retry_after },
-            Err(Denied::Busy) => GatewayError::Busy,
-            Err(Denied::Ambiguous) => GatewayError::DuplicateCredentials,
+            Err(denied) => GatewayError::denied(denied, |e| refused(AuthFailure::Authn(e))),
         };
         if let Some(d) = error.decision() {
             self.decided(x.access, d);
@@ -194,11 +198,7 @@ impl Gateway {
         let mut event = self.event(audit::Action::Push, req, x);
         event.repo = Some(name.namespace.clone());
         event.chart = Some(name.chart.clone());
-        if let Some(tag) = req.uri().path().rsplit('/').next() {
-            if !tag.contains(':') {
-                event.version = Some(oci::derive::version_of(tag));
-            }
-        }
+        event.version = pushed_version(req);
         event
     }
 
@@ -222,6 +222,7 @@ impl Gateway {
                 event.outcome = "refused";
                 event.reason = Some(match e {
                     GatewayError::Registry { code, .. } => code.as_str(),
+                    GatewayError::Publish(refusal) => refusal.reason(),
                     _ => "upstream",
                 });
                 event.status = e.status().as_u16();
@@ -231,9 +232,16 @@ impl Gateway {
     }
 }
 
-/// The headers the bridge's own ChartMuseum requests carry: the client's
+/// The chart version a manifest push by tag publishes (its tag, with `_`
+/// read as `+`); `None` for a push by digest.
+fn pushed_version<B>(req: &Request<B>) -> Option<String> {
+    let tag = req.uri().path().rsplit('/').next()?;
+    (!tag.contains(':')).then(|| oci::derive::version_of(tag))
+}
+
+/// The headers the gateway's own ChartMuseum requests carry: the client's
 /// host, forwarding headers, the request id and the trace context.
-fn upstream_headers(req: &Request<Incoming>, x: &Exchange<'_>) -> HeaderMap {
+pub(super) fn upstream_headers<B>(req: &Request<B>, x: &Exchange<'_>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Some(host) = req.headers().get(HOST) {
         headers.insert(HOST, host.clone());

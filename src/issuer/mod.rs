@@ -8,7 +8,10 @@
 //! `password` grant as a form POST. Credentials are checked first, then the
 //! grant type, then scopes; the grant is the intersection of what was asked
 //! and what the account's rules allow, never an error for asking too much.
+//! A fourth form, RFC 8693 token exchange ([`exchange`]), trades an external
+//! OIDC id token for a token under a trust policy's rules.
 
+pub mod exchange;
 pub mod mint;
 pub mod request;
 
@@ -23,13 +26,15 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::auth::access::{AccessEntry, ScopeRequest};
+use crate::auth::access::{AccessEntry, Action, ScopeRequest};
 use crate::auth::account::Account;
+use crate::auth::acl::Acl;
 use crate::auth::credential::{self, Credential, CredentialError};
-use crate::auth::guard::{Denied, Guard};
+use crate::auth::guard::Guard;
 use crate::auth::token::unix_now;
 use crate::body::{self, Body};
 use crate::error::{GatewayError, OAuthCode, JSON};
+use crate::federation::verifier::BASIC_USER;
 use mint::Minter;
 use request::TokenRequest;
 
@@ -50,6 +55,11 @@ pub struct Issued {
     pub granted: Vec<String>,
     /// The new token's `jti`.
     pub jti: String,
+    /// How the client proved itself, when not by the account's secret
+    /// (`oidc` for a token exchange).
+    pub credential: Option<&'static str>,
+    /// The `jti` of the token presented in exchange, if it had one.
+    pub presented_jti: Option<String>,
 }
 
 /// The metrics outcome of a refused token request.
@@ -58,6 +68,8 @@ pub fn refusal_outcome(error: &GatewayError) -> &'static str {
         GatewayError::InvalidClient => "invalid_client",
         GatewayError::TooManyAttempts { .. } => "locked_out",
         GatewayError::Busy => "busy",
+        GatewayError::IdentityProviderUnavailable(_) => "idp_unavailable",
+        GatewayError::RefusedIdToken { decision, .. } => decision.labels().1,
         GatewayError::TokenRequest { code, .. } => code.as_str(),
         _ => "invalid_request",
     }
@@ -79,14 +91,24 @@ fn bad(code: OAuthCode, description: &str) -> GatewayError {
 
 /// What an account may have of what it asked for: per scope, the
 /// intersection with its rules; scopes left empty are dropped (Docker token
-/// spec: grant less, never fail).
-pub fn grant(account: &Account, requested: &[ScopeRequest]) -> Vec<ScopeRequest> {
+/// spec: grant less, never fail). A granted push carries the matched rule's
+/// `charts`, so the token is limited to the charts the rule is.
+pub fn grant(acl: &Acl, requested: &[ScopeRequest]) -> Vec<ScopeRequest> {
     requested
         .iter()
-        .map(|s| ScopeRequest {
-            name: s.name.clone(),
-            actions: s.actions.intersection(account.acl.actions_for(&s.name)),
-            oci: s.oci.clone(),
+        .map(|s| {
+            let actions = s.actions.intersection(acl.actions_for(&s.name));
+            let charts = actions
+                .contains(Action::Push)
+                .then(|| acl.charts_for(&s.name))
+                .flatten()
+                .map(|c| c.patterns().to_vec());
+            ScopeRequest {
+                name: s.name.clone(),
+                actions,
+                oci: s.oci.clone(),
+                charts,
+            }
         })
         .filter(|s| !s.actions.is_empty())
         .collect()
@@ -125,6 +147,11 @@ impl Issuer {
             read_form(req).await?
         };
         let request = TokenRequest::parse(&query, &form, self.depth)?;
+        if request.grant_type.as_deref() == Some(exchange::GRANT) {
+            return self
+                .exchange(&request, header_credential.is_some(), guard, peer)
+                .await;
+        }
 
         // Who is asking: header credentials, or the password grant's form
         // fields (RFC 6749 §4.3), never both.
@@ -150,12 +177,7 @@ impl Issuer {
         let account = guard
             .client(&credential, peer)
             .await
-            .map_err(|denied| match denied {
-                Denied::LockedOut(retry_after) => GatewayError::TooManyAttempts { retry_after },
-                Denied::Busy => GatewayError::Busy,
-                Denied::Ambiguous => GatewayError::DuplicateCredentials,
-                Denied::Failed(_) => GatewayError::InvalidClient,
-            })?;
+            .map_err(|denied| GatewayError::denied(denied, |_| GatewayError::InvalidClient))?;
 
         match request.grant_type.as_deref() {
             Some("client_credentials" | "password") => {}
@@ -165,17 +187,31 @@ impl Issuer {
             Some(_) => {
                 return Err(bad(
                     OAuthCode::UnsupportedGrantType,
-                    "grant_type must be client_credentials or password",
+                    "grant_type must be client_credentials, password or token-exchange",
                 ))
             }
         }
-
         let form = match request.grant_type.as_deref() {
             Some("password") => "password",
             Some(_) => "client_credentials",
             None => "docker_get",
         };
-        let granted = grant(&account, &request.scopes);
+        let mut issued = self.issue(&account, &request, form)?;
+        if matches!(&credential, Credential::Basic { user, .. } if user == BASIC_USER) {
+            issued.credential = Some("oidc");
+        }
+        Ok(issued)
+    }
+
+    /// Grants `account` what it may have of `request`'s scopes, and signs
+    /// the token: the one place every grant form ends.
+    fn issue(
+        &self,
+        account: &Account,
+        request: &TokenRequest,
+        form: &'static str,
+    ) -> Result<Issued, GatewayError> {
+        let granted = grant(&account.acl, &request.scopes);
         let now = unix_now();
         let access: Vec<AccessEntry> = granted.iter().map(AccessEntry::from_request).collect();
         let minted = self
@@ -191,13 +227,18 @@ impl Issuer {
             .ok()
             .and_then(|t| t.format(&Rfc3339).ok())
             .unwrap_or_default();
-        let reply = json!({
+        let mut reply = json!({
             "access_token": minted.token,
             "token": minted.token,
             "expires_in": minted.claims.exp.saturating_sub(now),
             "issued_at": issued_at,
             "scope": scope,
         });
+        if form == exchange::GRANT {
+            // RFC 8693 §2.2.1.
+            reply["issued_token_type"] = exchange::ACCESS_TOKEN_TYPE.into();
+            reply["token_type"] = "Bearer".into();
+        }
         let mut response = Response::new(body::json(&reply));
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, JSON);
@@ -210,6 +251,8 @@ impl Issuer {
             requested: request.scopes.iter().map(ToString::to_string).collect(),
             granted: granted.iter().map(ToString::to_string).collect(),
             jti: minted.claims.jti.clone().unwrap_or_default(),
+            credential: None,
+            presented_jti: None,
         })
     }
 }
@@ -249,5 +292,49 @@ async fn read_form(req: Request<Incoming>) -> Result<Bytes, GatewayError> {
             OAuthCode::InvalidRequest,
             "could not read the request body",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::acl::RawRule;
+
+    #[test]
+    fn a_granted_push_carries_the_rules_charts() {
+        let rule = |repos: &str, actions: &[&str], charts: Option<&[&str]>| RawRule {
+            repos: repos.into(),
+            actions: actions.iter().map(|s| s.to_string()).collect(),
+            charts: charts.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        };
+        let acl = Acl::compile(
+            &[
+                rule("org1/open", &["pull", "push"], None),
+                rule("org1/*", &["pull", "push"], Some(&["billing", "billing-*"])),
+                rule("org2/*", &["pull"], Some(&["billing"])),
+            ],
+            "rules",
+        )
+        .unwrap();
+        let ask = |s: &str| ScopeRequest::parse(s, 2).unwrap();
+        let granted = grant(
+            &acl,
+            &[
+                ask("artifact-repository:org1/repo1:pull,push"),
+                ask("repository:org1/repo1/billing-api:pull,push"),
+                ask("artifact-repository:org1/open:push"),
+                ask("artifact-repository:org1/repo1:pull"),
+                ask("artifact-repository:org2/repo2:pull,push"),
+            ],
+        );
+        let charts: Vec<_> = granted.iter().map(|g| g.charts.clone()).collect();
+        let limited = Some(vec!["billing".to_owned(), "billing-*".to_owned()]);
+        assert_eq!(
+            charts,
+            [limited.clone(), limited.clone(), None, None, None],
+            "{granted:?}"
+        );
+        let entry = AccessEntry::from_request(&granted[0]);
+        assert_eq!(entry.charts, limited);
     }
 }

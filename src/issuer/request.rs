@@ -8,7 +8,14 @@ use crate::error::{GatewayError, OAuthCode};
 
 /// Parameters that may carry a secret and so are refused in the query
 /// string, where proxies and access logs would keep them.
-const SECRET_PARAMS: &[&str] = &["client_secret", "password", "refresh_token", "access_token"];
+const SECRET_PARAMS: &[&str] = &[
+    "client_secret",
+    "password",
+    "refresh_token",
+    "access_token",
+    "subject_token",
+    "actor_token",
+];
 
 /// A parsed token request.
 #[derive(Default, PartialEq, Eq)]
@@ -19,6 +26,11 @@ pub struct TokenRequest {
     /// Password grant fields (form body only).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Token exchange fields (RFC 8693 §2.1).
+    pub subject_token: Option<String>,
+    pub subject_token_type: Option<String>,
+    pub requested_token_type: Option<String>,
+    pub actor_token: Option<String>,
 }
 
 // The password never reaches a log through Debug.
@@ -30,6 +42,16 @@ impl std::fmt::Debug for TokenRequest {
             .field("service", &self.service)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "subject_token",
+                &self.subject_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("subject_token_type", &self.subject_token_type)
+            .field("requested_token_type", &self.requested_token_type)
+            .field(
+                "actor_token",
+                &self.actor_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -66,6 +88,22 @@ impl TokenRequest {
                 "service" => set_once(&mut req.service, "service", value.into_owned())?,
                 "username" => set_once(&mut req.username, "username", value.into_owned())?,
                 "password" => set_once(&mut req.password, "password", value.into_owned())?,
+                "subject_token" => {
+                    set_once(&mut req.subject_token, "subject_token", value.into_owned())?;
+                }
+                "subject_token_type" => set_once(
+                    &mut req.subject_token_type,
+                    "subject_token_type",
+                    value.into_owned(),
+                )?,
+                "requested_token_type" => set_once(
+                    &mut req.requested_token_type,
+                    "requested_token_type",
+                    value.into_owned(),
+                )?,
+                "actor_token" => {
+                    set_once(&mut req.actor_token, "actor_token", value.into_owned())?;
+                }
                 // Other parameters (client_id, offline_token, account, ...)
                 // are accepted and ignored, as RFC 6749 §3.1 requires.
                 _ => {}

@@ -4,13 +4,14 @@
 //! The gateway authorizes a registry request (`gateway/registry.rs`), then
 //! hands it here. Pulls are answered from what ChartMuseum holds, derived
 //! on the fly (`derive`); pushes stage blobs on disk (`stage`) until the
-//! manifest arrives, which is checked (`push`, `archive`) before the chart
-//! is uploaded to ChartMuseum's API (`storage`). Derived digests are
+//! manifest arrives, which is checked (`push`, with the archive read as
+//! `publish::archive` reads uploads) before the chart is uploaded to
+//! ChartMuseum's API (`storage`). An immutable repository's stored versions
+//! are never replaced. Derived digests are
 //! remembered per replica in a moka index, so a by-digest fetch after a
 //! by-tag resolve costs no ChartMuseum round trip; a replica that has not
 //! seen them derives them again, identically.
 
-pub mod archive;
 pub mod derive;
 pub mod digest;
 mod pull;
@@ -82,6 +83,9 @@ pub struct Call<'a> {
     pub name: &'a ChartName,
     /// Forwarding headers and the request id for ChartMuseum.
     pub headers: &'a HeaderMap,
+    /// Whether the repository is immutable (`[publish] immutable`): a
+    /// manifest push never replaces a stored version.
+    pub immutable: bool,
 }
 
 fn registry_error(code: OciCode, message: impl Into<String>) -> GatewayError {

@@ -3,7 +3,9 @@
 //! that publishes the chart. A manifest is checked before anything reaches
 //! ChartMuseum: Helm's media types, every layer staged with the size it
 //! claims, the archive's own `Chart.yaml` naming this chart at the tag's
-//! version. A push that never sends its manifest publishes nothing.
+//! version. A push that never sends its manifest publishes nothing. In an
+//! immutable repository a tag whose version ChartMuseum already stores is
+//! refused, unless the archive is the very one stored (nothing changes).
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -11,7 +13,6 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RANGE};
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 
-use super::archive::{self, Identity};
 use super::derive::{self, ChartVersion};
 use super::digest::Digest;
 use super::route::Reference;
@@ -20,6 +21,7 @@ use super::{
 };
 use crate::body::{self, Body};
 use crate::error::{GatewayError, OciCode};
+use crate::publish::{archive, stored, Identity, PublishRefusal};
 
 /// Largest manifest accepted.
 pub(super) const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
@@ -243,7 +245,10 @@ impl Registry {
         layers: &Layers,
         version: &str,
     ) -> Result<Published, GatewayError> {
-        let verified = self.verify(call, layers, Some(version)).await?;
+        let verified = match self.verify(call, layers, Some(version)).await? {
+            Some(v) if call.immutable => self.unchanged(call, layers, version).await?.then_some(v),
+            verified => verified,
+        };
         if let Some(v) = &verified {
             self.upload(call, "charts", &v.chart, layers.chart.1)
                 .await?;
@@ -287,21 +292,46 @@ impl Registry {
         };
         let identity = {
             let path = chart.clone();
-            tokio::task::spawn_blocking(move || archive::identity(&path))
+            tokio::task::spawn_blocking(move || archive::identity_of_file(&path))
                 .await
                 .map_err(|e| GatewayError::Internal(format!("reading the chart: {e}")))?
                 .map_err(invalid)?
         };
         let version = version.unwrap_or(&identity.version);
         check_identity(&identity, &call.name.chart, version)?;
-        self.staged(call, layers.config).await?;
-        self.check_config(&call.name.oci, layers.config.0, call, version)
-            .await?;
+        self.check_config(call, layers.config, version).await?;
         let prov = match layers.prov {
             Some(p) => Some(self.staged(call, p).await?),
             None => None,
         };
         Ok(Some(Verified { chart, prov }))
+    }
+
+    /// In an immutable repository: `true` when `version` is not stored yet
+    /// (upload it), `false` when the very archive is (nothing to upload).
+    ///
+    /// # Errors
+    /// Another archive is stored under `version`.
+    async fn unchanged(
+        &self,
+        call: &Call<'_>,
+        layers: &Layers,
+        version: &str,
+    ) -> Result<bool, GatewayError> {
+        let chart = Identity {
+            name: call.name.chart.clone(),
+            version: version.to_owned(),
+        };
+        match stored::archive(&self.storage(call), &call.name.repo, &chart).await? {
+            None => Ok(true),
+            Some(digest) if digest == layers.chart.0 => Ok(false),
+            Some(_) => Err(PublishRefusal::Immutable {
+                chart: chart.name,
+                version: chart.version,
+                repo: call.name.namespace.clone(),
+            }
+            .into()),
+        }
     }
 
     /// The staged blob `digest`, which must be `size` bytes.
@@ -320,23 +350,29 @@ impl Registry {
         }
     }
 
-    /// The config blob, if it parses as chart metadata, must agree with the tag.
+    /// The config blob must be chart metadata naming this chart at
+    /// `version`. It is staged, or it is one the chart's stored versions
+    /// derive: a client skips a config blob the registry says it has, as
+    /// when a version is pushed again with only its files changed.
     async fn check_config(
         &self,
-        oci: &str,
-        digest: Digest,
         call: &Call<'_>,
+        config: (Digest, u64),
         version: &str,
     ) -> Result<(), GatewayError> {
-        let Some((path, size)) = self.staging.blob(oci, &digest).await else {
-            return Ok(());
+        let bytes = match self.staged(call, config).await {
+            Ok(_) if config.1 > MAX_CONFIG_BYTES => {
+                return Err(invalid("the config blob is too large"))
+            }
+            Ok(path) => tokio::fs::read(&path)
+                .await
+                .map(bytes::Bytes::from)
+                .map_err(|e| GatewayError::Internal(format!("staged config: {e}")))?,
+            Err(missing) => match self.find_blob(call, &config.0).await.as_deref() {
+                Ok(Located::Config(bytes)) => bytes.clone(),
+                _ => return Err(missing),
+            },
         };
-        if size > MAX_CONFIG_BYTES {
-            return Err(invalid("the config blob is too large"));
-        }
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| GatewayError::Internal(format!("staged config: {e}")))?;
         let meta: Identity = serde_json::from_slice(&bytes)
             .map_err(|_| invalid("the config blob is not Helm chart metadata"))?;
         check_identity(&meta, &call.name.chart, version)

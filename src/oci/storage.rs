@@ -43,8 +43,8 @@ fn api(name: &ChartName, rest: &str) -> String {
 }
 
 /// `/<repo>/charts/<file>`, or `/charts/<file>` at depth 0.
-fn file_path(name: &ChartName, file: &str) -> String {
-    match name.repo.as_str() {
+fn file_path(repo: &str, file: &str) -> String {
+    match repo {
         "" => format!("/charts/{file}"),
         repo => format!("/{repo}/charts/{file}"),
     }
@@ -103,13 +103,24 @@ impl Storage<'_> {
             .await
     }
 
-    /// A file of the repository's `charts/`, streaming; `None` on 404.
+    /// A file of the chart's repository's `charts/`, streaming; `None` on 404.
     pub async fn file(
         &self,
         name: &ChartName,
         file: &str,
     ) -> Result<Option<Response<PooledBody>>, GatewayError> {
-        let path = file_path(name, file);
+        self.repo_file(&name.repo, file).await
+    }
+
+    /// A file of `repo`'s `charts/` (`repo` empty at depth 0), streaming;
+    /// `None` on 404. ChartMuseum serves it straight from storage, the
+    /// same lookup its own overwrite check makes.
+    pub async fn repo_file(
+        &self,
+        repo: &str,
+        file: &str,
+    ) -> Result<Option<Response<PooledBody>>, GatewayError> {
+        let path = file_path(repo, file);
         let response = self.get(&path).await?;
         match response.status() {
             StatusCode::OK => Ok(Some(response)),

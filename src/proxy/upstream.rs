@@ -112,6 +112,23 @@ impl Upstream {
         self.max_upload_bytes
     }
 
+    /// Refuses a request whose declared `Content-Length` passes the cap,
+    /// before any of its body is read.
+    ///
+    /// # Errors
+    /// `PayloadTooLarge`.
+    pub fn check_length(&self, headers: &hyper::HeaderMap) -> Result<(), GatewayError> {
+        let limit = self.max_upload_bytes;
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match declared {
+            Some(n) if n > limit => Err(GatewayError::PayloadTooLarge { limit }),
+            _ => Ok(()),
+        }
+    }
+
     /// The origin-form target for the upstream: the request's own
     /// `path?query`, already parsed (an absolute-form target loses its
     /// scheme and authority here).
@@ -136,14 +153,7 @@ impl Upstream {
         B::Error: Into<crate::body::BoxError>,
     {
         let limit = self.max_upload_bytes;
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(GatewayError::PayloadTooLarge { limit });
-        }
+        self.check_length(req.headers())?;
         let uri = Self::target(&req);
         let (mut parts, body) = req.into_parts();
         parts.uri = uri;

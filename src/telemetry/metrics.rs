@@ -88,11 +88,17 @@ pub enum Decision {
     Busy,
     /// More than one credential.
     Ambiguous,
+    /// A valid OIDC id token no trust policy accepts.
+    Untrusted,
+    /// An OIDC id token whose single use was spent.
+    Replayed,
+    /// An OIDC issuer's keys could not be fetched.
+    IdpUnavailable,
 }
 
 impl Decision {
     /// Every decision, in the order of [`Decision::index`].
-    const ALL: [Decision; 12] = [
+    const ALL: [Decision; 15] = [
         Decision::Public,
         Decision::Anonymous,
         Decision::Allowed,
@@ -105,6 +111,9 @@ impl Decision {
         Decision::LockedOut,
         Decision::Busy,
         Decision::Ambiguous,
+        Decision::Untrusted,
+        Decision::Replayed,
+        Decision::IdpUnavailable,
     ];
 
     fn index(self) -> usize {
@@ -127,6 +136,9 @@ impl Decision {
             LockedOut => ("denied", "locked_out"),
             Busy => ("denied", "busy"),
             Ambiguous => ("denied", "ambiguous"),
+            Untrusted => ("denied", "untrusted_identity"),
+            Replayed => ("denied", "replayed"),
+            IdpUnavailable => ("denied", "idp_unavailable"),
         }
     }
 }
@@ -183,7 +195,7 @@ pub struct Metrics {
     shared_fallbacks: Counter,
     /// Handles into `decisions` and `bytes`, resolved once: the request
     /// path then touches an atomic, not the family's map.
-    decision_counters: [Counter; 12],
+    decision_counters: [Counter; Decision::ALL.len()],
     bytes_in: Counter,
     bytes_out: Counter,
 }

@@ -27,28 +27,6 @@ async fn token_for(gw: &Gw, user: &str, password: &str, scope: &str) -> String {
     r.json()["token"].as_str().unwrap().to_owned()
 }
 
-/// `helm create` + `helm package` of `name` at `version`; returns the file.
-fn package(helm: &Helm, name: &str, version: &str) -> std::path::PathBuf {
-    let dir = helm.home().join("src");
-    std::fs::create_dir_all(&dir).unwrap();
-    let chart = dir.join(name);
-    if !chart.exists() {
-        helm.ok(&["create", chart.to_str().unwrap()], &[]);
-    }
-    helm.ok(
-        &[
-            "package",
-            chart.to_str().unwrap(),
-            "--version",
-            version,
-            "-d",
-            dir.to_str().unwrap(),
-        ],
-        &[],
-    );
-    dir.join(format!("{name}-{version}.tgz"))
-}
-
 async fn scenario(major: u8) {
     let work =
         std::env::temp_dir().join(format!("chartgate-e2e-helm{major}-{}", std::process::id()));
@@ -98,9 +76,9 @@ async fn scenario(major: u8) {
     let stored = cm.storage.join("org1/repo1");
     blocking(move || {
         let helm = h;
-        let v1 = package(&helm, "mychart", "0.1.0");
-        let v2 = package(&helm, "mychart", "0.2.0");
-        let v3 = package(&helm, "mychart", "0.3.0");
+        let v1 = helm.package("mychart", "0.1.0");
+        let v2 = helm.package("mychart", "0.2.0");
+        let v3 = helm.package("mychart", "0.3.0");
 
         // helm-push with HELM_REPO_ACCESS_TOKEN (Authorization: Bearer).
         helm.ok(

@@ -178,6 +178,20 @@ impl Helm {
         out.join(format!("{name}-{version}.tgz"))
     }
 
+    /// `helm create` (once) + `helm package` of `name` at `version` in this
+    /// home's `src/`; returns the packaged file.
+    pub fn package(&self, name: &str, version: &str) -> PathBuf {
+        let dir = self.home.join("src");
+        std::fs::create_dir_all(&dir).unwrap();
+        let chart = dir.join(name);
+        if !chart.exists() {
+            self.ok(&["create", chart.to_str().unwrap()], &[]);
+        }
+        let (c, d) = (chart.to_str().unwrap(), dir.to_str().unwrap());
+        self.ok(&["package", c, "--version", version, "-d", d], &[]);
+        dir.join(format!("{name}-{version}.tgz"))
+    }
+
     /// Runs and asserts failure; returns stdout and stderr together.
     pub fn fails(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         let out = self.run(args, env);

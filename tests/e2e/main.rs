@@ -6,6 +6,9 @@
 #[allow(dead_code)]
 #[path = "../integration/common.rs"]
 mod common;
+#[allow(dead_code)]
+#[path = "../support/oidc_provider.rs"]
+mod oidc_provider;
 
 mod chartmuseum;
 mod clients;
@@ -15,7 +18,9 @@ mod image;
 mod oci;
 mod operations;
 mod oracle;
+mod publish;
 mod registry_api;
 mod tls;
 mod tokens;
+mod trusted;
 mod walkthrough;

@@ -17,19 +17,6 @@ use crate::chartmuseum::{ChartMuseum, Options};
 use crate::common::*;
 use crate::helm::{assert_same, blocking, tool, Helm};
 
-/// `helm create` (once) + `helm package` of `name` at `version`.
-fn package(helm: &Helm, name: &str, version: &str) -> PathBuf {
-    let dir = helm.home().join("src");
-    std::fs::create_dir_all(&dir).unwrap();
-    let chart = dir.join(name);
-    if !chart.exists() {
-        helm.ok(&["create", chart.to_str().unwrap()], &[]);
-    }
-    let (c, d) = (chart.to_str().unwrap(), dir.to_str().unwrap());
-    helm.ok(&["package", c, "--version", version, "-d", d], &[]);
-    dir.join(format!("{name}-{version}.tgz"))
-}
-
 /// The ORAS CLI with a clean environment and its own credential store.
 /// Returns (success, stdout, stdout + stderr).
 fn oras(home: &Path, args: &[&str]) -> (bool, String, String) {
@@ -125,8 +112,8 @@ fn helm_workflow(helm: &Helm, site: &Site, chart: &str) {
         "login: {said}"
     );
 
-    let v1 = package(helm, chart, "0.1.0");
-    let v2 = package(helm, chart, "0.2.0+b1");
+    let v1 = helm.package(chart, "0.1.0");
+    let v2 = helm.package(chart, "0.2.0+b1");
     let repo = site.oci("org1/repo1");
     for file in [&v1, &v2] {
         helm.ok(&site.with(&["push", file.to_str().unwrap(), &repo]), &[]);
@@ -321,7 +308,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn round_trips(helm: &Helm, site: &Site, major: u8) {
     let classic = format!("http://{}/org1/repo1", site.host);
     let name = format!("cm{major}");
-    let file = package(helm, &name, "1.0.0");
+    let file = helm.package(&name, "1.0.0");
     helm.ok(
         &[
             "cm-push",
@@ -377,7 +364,7 @@ fn pull_only_and_anonymous(helm: &Helm, site: &Site, major: u8) {
         &site.with(&["registry", "login", host, "-u", "ci", "-p", CI_KEY]),
         &[],
     );
-    let file = package(helm, "readonly", &format!("{major}.0.0"));
+    let file = helm.package("readonly", &format!("{major}.0.0"));
     let refused = helm.fails(
         &site.with(&["push", file.to_str().unwrap(), &site.oci("org2/repo2")]),
         &[],
@@ -389,7 +376,7 @@ fn pull_only_and_anonymous(helm: &Helm, site: &Site, major: u8) {
     assert_eq!(uploads_into(&site.cm, "org2/repo2"), 0);
 
     // Seeded straight into ChartMuseum's API, as an operator would.
-    let anon = package(helm, "anon", &format!("{major}.0.0"));
+    let anon = helm.package("anon", &format!("{major}.0.0"));
     let seeded = Command::new("curl")
         .args(["-sf", "-o", "/dev/null", "--data-binary"])
         .arg(format!("@{}", anon.display()))

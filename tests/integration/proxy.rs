@@ -362,6 +362,7 @@ async fn tokens_of_a_trusted_key_file_are_accepted() {
         kind: "artifact-repository".into(),
         name: "org1/repo1".into(),
         actions: vec!["pull".into()],
+        charts: None,
     }];
     let now = chartgate::auth::token::unix_now();
     let t = minter.mint("ci", access, now, None).unwrap().token;

@@ -354,3 +354,44 @@ async fn token_at(gw: SocketAddr) -> String {
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["access_token"].as_str().unwrap().to_owned()
 }
+
+/// A single-use id token exchanged at one replica is spent at all of
+/// them: the spent `jti` lives in the shared Redis. With Redis gone, each
+/// replica still refuses what it has seen itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_use_id_token_is_spent_across_replicas() {
+    use crate::oidc_provider::OidcProvider;
+    use crate::trusted::{exchange, trust_config, AUD};
+    let redis = Redis::start();
+    let idp = OidcProvider::start().await;
+    let upstream = spawn_upstream(Behaviour::Normal).await;
+    let text = trust_config(&idp).replacen(
+        "\n[issuer]",
+        &format!(
+            "\n[auth.shared_limits]\nredis_url = \"redis://{}\"\n\n[issuer]",
+            redis.addr
+        ),
+        1,
+    );
+    let a = spawn_gateway(config(&text, upstream.addr)).await;
+    let b = spawn_gateway(config(&text, upstream.addr)).await;
+    let scope = "artifact-repository:org1/repo1:pull";
+    let token = idp.mint(&idp.gitlab_claims(AUD, None));
+    assert_eq!(exchange(&a, &token, scope).await.status, 200);
+    let replayed = exchange(&b, &token, scope).await;
+    assert_eq!(replayed.status, 400, "{}", replayed.text());
+    assert!(
+        replayed.text().contains("already exchanged"),
+        "{}",
+        replayed.text()
+    );
+    // Another token of the same job is new everywhere.
+    let other = idp.mint(&idp.gitlab_claims(AUD, None));
+    assert_eq!(exchange(&b, &other, scope).await.status, 200);
+    // Redis gone: each replica falls back to what it spent itself.
+    drop(redis);
+    assert_eq!(exchange(&b, &other, scope).await.status, 400);
+    let third = idp.mint(&idp.gitlab_claims(AUD, None));
+    assert_eq!(exchange(&a, &third, scope).await.status, 200);
+    assert_eq!(exchange(&a, &third, scope).await.status, 400);
+}

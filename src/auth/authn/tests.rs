@@ -76,6 +76,7 @@ fn jwt(f: &Fixture, name: &str, actions: &[&str]) -> String {
         kind: RESOURCE_TYPE.into(),
         name: name.into(),
         actions: actions.iter().map(|s| s.to_string()).collect(),
+        charts: None,
     }];
     f.minter
         .mint("tok", access, unix_now(), None)

@@ -53,6 +53,7 @@ fn pull(name: &str) -> Vec<AccessEntry> {
         kind: RESOURCE_TYPE.into(),
         name: name.into(),
         actions: vec!["pull".into()],
+        charts: None,
     }]
 }
 
