@@ -5,9 +5,12 @@
 //! the admin port, the ChartMuseum NetworkPolicy, a loopback-only sidecar, no
 //! secret in a ConfigMap, a config checksum that follows the config, and the
 //! OCI bridge's `[oci]` with its staging directory on a writable volume that
-//! every replica shares. The schema must refuse bad values. Every rendered `chartgate.toml` must pass
-//! `chartgate check`, with the files its pod would mount, written from the
-//! rendered Secret. `deploy/compose.yaml` goes through `docker-compose
+//! every replica shares. The schema must refuse bad values, trust policies
+//! included. Every rendered `chartgate.toml` must pass `chartgate check`,
+//! with the files its pod would mount, written from the rendered Secret (or
+//! fixtures for existing Secrets and ConfigMaps, such as a trust policy's CA
+//! bundle); trust policies and publish rules given as values must reach it
+//! unchanged. `deploy/compose.yaml` goes through `docker-compose
 //! config`, and its `chartgate.toml` through `chartgate check`. A missing
 //! tool fails the run; nothing is skipped.
 //!

@@ -142,13 +142,53 @@ expires = {{ .expires | toJson }}
 {{- end }}
 {{- include "chartgate.rules" (get . "rules" | default list) }}
 {{- end }}
+{{- with .Values.publish.immutable }}
+
+[publish]
+immutable = {{ toJson . }}
+{{- end }}
+{{- range .Values.trust }}
+
+[[trust]]
+name = {{ .name | toJson }}
+issuer = {{ .issuer | toJson }}
+audience = {{ .audience | toJson }}
+provider = {{ .provider | toJson }}
+{{- if get . "jwksUri" }}
+jwks_uri = {{ .jwksUri | toJson }}
+{{- end }}
+{{- if get . "caFile" }}
+ca_file = {{ .caFile | toJson }}
+{{- end }}
+{{- if get . "maxTtl" }}
+max_ttl = {{ .maxTtl | toJson }}
+{{- end }}
+{{- if hasKey . "singleUse" }}
+single_use = {{ .singleUse | default false }}
+{{- end }}
+{{- /*
+Each claim's value is a string, a boolean or a list of strings: toJson
+writes each as valid TOML. Keys are quoted the same way; range sorts them.
+*/}}
+{{- $claims := list }}
+{{- range $claim, $value := (get . "claims" | default dict) }}
+{{- $claims = append $claims (printf "%s = %s" (toJson $claim) (toJson $value)) }}
+{{- end }}
+claims = { {{ join ", " $claims }} }
+{{- include "chartgate.rules" (get . "rules" | default list) }}
+{{- end }}
 {{- end }}
 
-{{/* An account's ordered rules, as an inline array of tables. */}}
+{{/*
+Ordered rules (of an account, the master key or a trust policy), as an
+inline array of tables. `charts`, when given, limits push and delete to
+those chart names; an empty list is written as such, so chartgate refuses
+it rather than the chart widening it to every chart.
+*/}}
 {{- define "chartgate.rules" }}
 rules = [
 {{- range . }}
-  { repos = {{ .repos | toJson }}, actions = {{ .actions | default list | toJson }} },
+  { repos = {{ .repos | toJson }}, actions = {{ .actions | default list | toJson }}{{ if hasKey . "charts" }}, charts = {{ .charts | default list | toJson }}{{ end }} },
 {{- end }}
 ]
 {{- end }}

@@ -236,4 +236,29 @@ is no substitute, since an Ingress controller picks the pod itself.
 {{- fail (printf "accounts[%s].clientCertCN needs tls.clientCA.secretName" .id) }}
 {{- end }}
 {{- end }}
+{{- /*
+Trust policies: what chartgate would refuse at start, refused at render
+time instead, so a bad value fails `helm upgrade` rather than the pods.
+*/}}
+{{- if .Values.trust }}
+{{- $ids := list }}
+{{- if .Values.masterKey.enabled }}{{ $ids = append $ids .Values.masterKey.accountId }}{{ end }}
+{{- range .Values.accounts }}{{ $ids = append $ids .id }}{{ end }}
+{{- if has "oidc" $ids }}
+{{- fail "the account id \"oidc\" is reserved when trust policies exist: it is the Basic user that presents an OIDC id token. Rename the account" }}
+{{- end }}
+{{- $names := dict }}
+{{- $sources := dict }}
+{{- range $i, $t := .Values.trust }}
+{{- if hasKey $names $t.name }}
+{{- fail (printf "trust[%d].name: %q is used by another policy" $i $t.name) }}
+{{- end }}
+{{- $_ := set $names $t.name true }}
+{{- $source := printf "%s|%s" (get $t "jwksUri" | default "") (get $t "caFile" | default "") }}
+{{- if and (hasKey $sources $t.issuer) (ne (get $sources $t.issuer) $source) }}
+{{- fail (printf "trust[%d]: policies for issuer %s must give the same jwksUri and caFile: chartgate keeps one key cache per issuer" $i $t.issuer) }}
+{{- end }}
+{{- $_ := set $sources $t.issuer $source }}
+{{- end }}
+{{- end }}
 {{- end }}
