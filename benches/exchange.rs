@@ -10,12 +10,16 @@ mod oidc_provider;
 
 use std::hint::black_box;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chartgate::auth::access::{AccessEntry, RESOURCE_TYPE};
 use chartgate::auth::key::{generate_rsa_pem, SigningKey};
 use chartgate::auth::token::unix_now;
 use chartgate::config::{trust, RawTrust, TrustConfig};
+use chartgate::federation::fetch::Fetcher;
+use chartgate::federation::provider::{Provider, ProviderSettings};
+use chartgate::federation::replay::Replay;
 use chartgate::federation::verifier::Federation;
 use chartgate::issuer::mint::Minter;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -46,10 +50,29 @@ rules = [{{ repos = "org1/repo1", actions = ["pull", "push"] }}]
     trust::validate(file.trust, Path::new(".")).unwrap()
 }
 
-fn federation(policies: &TrustConfig) -> Federation {
-    Federation::from_config(policies, Duration::from_secs(30), None)
-        .unwrap()
-        .unwrap()
+/// A federation over `policies` whose key cache starts cold, sharing
+/// `fetcher` (its roots are loaded once, at config time, in the gateway).
+fn federation(policies: &TrustConfig, fetcher: &Arc<Fetcher>) -> Federation {
+    let providers = policies
+        .issuers
+        .iter()
+        .map(|s| {
+            let provider = Provider::new(
+                s.issuer.clone(),
+                None,
+                fetcher.clone(),
+                ProviderSettings::default(),
+            );
+            (s.issuer.clone(), Arc::new(provider))
+        })
+        .collect();
+    Federation::new(
+        policies.policies.clone(),
+        providers,
+        Duration::from_secs(30),
+        Replay::new(1000, None),
+    )
+    .unwrap()
 }
 
 fn benches(c: &mut Criterion) {
@@ -59,7 +82,8 @@ fn benches(c: &mut Criterion) {
         .unwrap();
     let idp = rt.block_on(OidcProvider::start());
     let policies = policies(idp.issuer());
-    let warm = federation(&policies);
+    let fetcher = Arc::new(Fetcher::new(None).unwrap());
+    let warm = federation(&policies, &fetcher);
     let id_token = idp.mint(&idp.github_claims(AUD, None));
     rt.block_on(warm.exchange(&id_token)).unwrap();
 
@@ -104,7 +128,7 @@ fn benches(c: &mut Criterion) {
         "exchange, cold keys: discovery + JWKS on loopback, verify",
         |b| {
             b.iter(|| {
-                let cold = federation(&policies);
+                let cold = federation(&policies, &fetcher);
                 rt.block_on(cold.exchange(black_box(&id_token))).unwrap()
             })
         },
