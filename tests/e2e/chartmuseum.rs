@@ -8,12 +8,13 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::common::KillOnDrop;
-use crate::helm::tool;
+use crate::helm::{blocking, tool};
 
 /// How ChartMuseum is started: the flags a test varies.
 #[derive(Debug, Clone, Default)]
@@ -83,7 +84,26 @@ fn curl_tls(options: &Options) -> Vec<String> {
     args
 }
 
+/// A fresh, empty work directory for one test: `<tmp>/chartgate-e2e-<tag>-<pid>`.
+pub fn work_dir(tag: &str) -> PathBuf {
+    let work = std::env::temp_dir().join(format!("chartgate-e2e-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    work
+}
+
 impl ChartMuseum {
+    /// [`ChartMuseum::start`] off the async runtime, storing charts in
+    /// `work/storage` and logging to `work/storage.log`.
+    pub async fn start_in(options: Options, work: &Path) -> Arc<ChartMuseum> {
+        let storage = work.join("storage");
+        let cm = blocking(move || {
+            ChartMuseum::start(&options, &storage, &storage.with_extension("log"))
+        })
+        .await;
+        Arc::new(cm)
+    }
+
     /// Starts ChartMuseum with `options`, storing charts in `storage` (which
     /// several instances may share) and logging to `log`; returns once
     /// `/health` answers 200.

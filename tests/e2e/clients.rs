@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::Request;
 
-use crate::chartmuseum::{ChartMuseum, Options};
+use crate::chartmuseum::{work_dir, ChartMuseum, Options};
 use crate::common::*;
 use crate::helm::{assert_same, blocking, Helm};
 
@@ -28,24 +28,12 @@ async fn token_for(gw: &Gw, user: &str, password: &str, scope: &str) -> String {
 }
 
 async fn scenario(major: u8) {
-    let work =
-        std::env::temp_dir().join(format!("chartgate-e2e-helm{major}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let storage = work.join("storage");
-    let cm = Arc::new(
-        blocking(move || {
-            ChartMuseum::start(
-                &Options {
-                    depth: 2,
-                    ..Options::default()
-                },
-                &storage,
-                &storage.with_extension("log"),
-            )
-        })
-        .await,
-    );
+    let work = work_dir(&format!("helm{major}"));
+    let options = Options {
+        depth: 2,
+        ..Options::default()
+    };
+    let cm = ChartMuseum::start_in(options, &work).await;
     let gw = spawn_gateway(accounts_gateway_config(cm.addr)).await;
     let helm = Arc::new(Helm::new(major, work.join("helm")));
     let base = gw.url("");

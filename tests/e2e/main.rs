@@ -10,6 +10,7 @@ mod common;
 #[path = "../support/oidc_provider.rs"]
 mod oidc_provider;
 
+mod audit;
 mod chartmuseum;
 mod clients;
 mod deploy;

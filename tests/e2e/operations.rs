@@ -4,15 +4,13 @@
 //! stored, the refused push, and the token requests.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
 use bytes::Bytes;
 use hyper::Request;
-use serde_json::Value;
 
+use crate::audit::audit_until;
 use crate::chartmuseum::{ChartMuseum, Options};
 use crate::common::*;
 use crate::helm::Helm;
@@ -40,23 +38,6 @@ fn grew(before: &HashMap<String, f64>, after: &HashMap<String, f64>, series: &st
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The audit events in `file` once at least `n` are there (bounded wait:
-/// events are written just after each response).
-fn audit_events(file: &Path, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        let events: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if events.len() >= n || Instant::now() > deadline {
-            return events;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 async fn token(gw: &str, scope: &str) -> String {
@@ -197,7 +178,7 @@ async fn metrics_move_and_the_audit_trail_records_helm_traffic() {
         stored.len() as f64,
     );
 
-    let events = audit_events(&audit, 5);
+    let events = audit_until(&audit, |e| e.len() >= 5);
     let find = |action: &str, outcome: &str| {
         events
             .iter()

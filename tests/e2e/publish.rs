@@ -10,13 +10,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::Request;
-use serde_json::Value;
 
-use crate::chartmuseum::{ChartMuseum, Options};
+use crate::audit::audit_until;
+use crate::chartmuseum::{work_dir, ChartMuseum, Options};
 use crate::common::*;
 use crate::helm::{blocking, Helm};
 
@@ -79,23 +78,6 @@ fn uploads(cm: &ChartMuseum, repo: &str) -> usize {
         .count()
 }
 
-/// The audit events once the last one matches `until` (bounded wait:
-/// events are written just after each response).
-fn audit_events(file: &Path, until: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        let events: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if until(&events) || Instant::now() > deadline {
-            return events;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The text of `file` inside the gzipped chart archive `archive`.
 fn file_in(archive: &[u8], file: &str) -> String {
     use std::io::Read;
@@ -123,21 +105,13 @@ async fn delete(gw: &Gw, path: &str) -> Reply {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_rules_and_immutable_versions_hold_against_the_real_tools() {
-    let work = std::env::temp_dir().join(format!("chartgate-e2e-publish-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let storage = work.join("storage");
-    let cm = Arc::new(
-        blocking(move || {
-            let options = Options {
-                depth: 2,
-                allow_overwrite: true,
-                ..Options::default()
-            };
-            ChartMuseum::start(&options, &storage, &storage.with_extension("log"))
-        })
-        .await,
-    );
+    let work = work_dir("publish");
+    let options = Options {
+        depth: 2,
+        allow_overwrite: true,
+        ..Options::default()
+    };
+    let cm = ChartMuseum::start_in(options, &work).await;
     let gw = spawn_gateway(config(
         &publish_config(&work, "http://localhost:8080/oauth/token"),
         cm.addr,
@@ -157,7 +131,7 @@ async fn chart_rules_and_immutable_versions_hold_against_the_real_tools() {
 
     let audit = work.join("audit.jsonl");
     let events = blocking(move || {
-        audit_events(&audit, |e| {
+        audit_until(&audit, |e| {
             e.iter().filter(|e| e["outcome"] == "refused").count() >= 5
         })
     })

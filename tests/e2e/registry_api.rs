@@ -7,12 +7,12 @@
 //! pulls, tag pagination, tenant isolation and the audit trail of publishes.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::{Method, Request};
 use serde_json::{json, Value};
 
+use crate::audit::audit_until;
 use crate::chartmuseum::{ChartMuseum, Options};
 use crate::common::*;
 use crate::helm::Helm;
@@ -228,23 +228,15 @@ async fn put_manifest_to(
     call(Method::PUT, &url, Some(token), &headers, bytes.to_vec()).await
 }
 
-/// The audit events in `file` once the one of request `id` is written (a
-/// bounded wait: the writer thread appends just after each answer). Every
-/// event of an earlier request is written before it.
+/// The audit events in `file` once the one of request `id` is written.
+/// Every event of an earlier request is written before it.
 fn audit_through(file: &Path, id: &str) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        let events: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if events.iter().any(|e| e["request_id"] == id) {
-            return events;
-        }
-        assert!(Instant::now() < deadline, "no audit event for {id}: {text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let events = audit_until(file, |e| e.iter().any(|e| e["request_id"] == id));
+    assert!(
+        events.iter().any(|e| e["request_id"] == id),
+        "no audit event for {id}: {events:?}"
+    );
+    events
 }
 
 fn pushes(events: &[Value]) -> Vec<&Value> {

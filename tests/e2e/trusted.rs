@@ -8,13 +8,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::Request;
 use serde_json::{json, Value};
 
-use crate::chartmuseum::{ChartMuseum, Options};
+use crate::audit::audit_until;
+use crate::chartmuseum::{work_dir, ChartMuseum, Options};
 use crate::common::*;
 use crate::helm::{assert_same, blocking, Helm};
 use crate::oidc_provider::{self, OidcProvider};
@@ -66,43 +66,13 @@ async fn exchange(gw: &Gw, id_token: &str, scope: &str) -> String {
     r.json()["access_token"].as_str().unwrap().to_owned()
 }
 
-/// The audit events once at least `n` are written (bounded wait).
-fn audit_events(file: &Path, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        let events: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if events.len() >= n || Instant::now() > deadline {
-            return events;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 async fn scenario(major: u8) {
-    let work = std::env::temp_dir().join(format!(
-        "chartgate-e2e-trusted{major}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let storage = work.join("storage");
-    let cm = Arc::new(
-        blocking(move || {
-            ChartMuseum::start(
-                &Options {
-                    depth: 2,
-                    ..Options::default()
-                },
-                &storage,
-                &storage.with_extension("log"),
-            )
-        })
-        .await,
-    );
+    let work = work_dir(&format!("trusted{major}"));
+    let options = Options {
+        depth: 2,
+        ..Options::default()
+    };
+    let cm = ChartMuseum::start_in(options, &work).await;
     let idp = OidcProvider::start().await;
     let audit = work.join("audit.jsonl");
     let gw = spawn_gateway(config(&trust_config(idp.issuer(), &audit), cm.addr)).await;
@@ -193,7 +163,7 @@ async fn scenario(major: u8) {
     );
 
     // The audit trail names the identity for both pushes and the exchange.
-    let events = audit_events(&audit, 4);
+    let events = audit_until(&audit, |e| e.len() >= 4);
     let pushes: Vec<&Value> = events
         .iter()
         .filter(|e| e["action"] == "push" && e["outcome"] == "allowed")
