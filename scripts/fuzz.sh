@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target for a bounded time (default 10 s each):
 # the path gate + route matcher against the literal ChartMuseum port, scope
-# parsing, Authorization parsing, and token verification. Needs the nightly
+# parsing, Authorization parsing, token verification, and reading the chart
+# an upload or provenance file names. Needs the nightly
 # toolchain and cargo-fuzz (scripts/tools.sh cargo-fuzz installs it).
 #
 # usage: scripts/fuzz.sh [seconds per target] [target...]
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-10}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(route scope credential token)
+[ ${#targets[@]} -gt 0 ] || targets=(route scope credential token archive)
 tools=${CHARTGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/chartgate/tools}
 export PATH="$tools/bin:$PATH"
 rustup run nightly rustc --version >/dev/null 2>&1 \
