@@ -16,19 +16,33 @@
 # upload (throughput against nginx, peak RSS growth), idle RSS and
 # start-to-ready time.
 #
+# Same-job peers (bench/peers/, issue 15), in the same interleaved rounds:
+# oauth2-proxy and Apache httpd + mod_auth_openidc, each verifying the RS256
+# token's signature, exp, iss and aud on every request before proxying to
+# the same origin, with the same token. Each is checked first (401/403
+# without a token and to expired, wrong-audience, wrong-issuer and
+# bad-signature tokens; 200 with the bench token); the run stops if one
+# fails. Measured: the 10 KB index with the cached token's case, the 64 KB
+# chart, and the fresh case's 20,000 tokens; the ratio is chartgate / peer
+# per round. The quick run measures the peers on the 10 KB index only (two
+# runs per round, about 20 s). A peer's speed, and a peer's failed requests,
+# are reported and never fail the run.
+#
 # Placement: load generators on CPU 0, every server on CPU 1.
 # usage: bench/run.sh [--quick]      (quick: 3 rounds of 3 s, for CI)
-# Needs wrk, nginx, taskset, bc, curl, ss: scripts/tools.sh bench installs them.
+# Needs wrk, nginx, taskset, bc, curl, ss, openssl, apache2 with
+# mod_auth_openidc and oauth2-proxy: scripts/tools.sh bench installs them.
 # Prints figures and ratios; exits non-zero only on gross regressions: a
 # median ratio to nginx below its floor in any case that has one (0.7 for
 # 2 MB and 5 MB; 0.55 for cached, basic and 64 KB; 0.5 for uploads; 0.25 for
-# fresh: see the floors below), failed requests, upload RSS growth above 32 MB.
-# CPU and latency at the fixed load are reported, never gated.
+# fresh: see the floors below), failed requests, upload RSS growth above 32 MB,
+# or a peer that fails its check. CPU and latency at the fixed load are
+# reported, never gated.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 began=$(date +%s)
-rounds=10 secs=5 tokens=20000
-if [ "${1:-}" = "--quick" ]; then rounds=3 secs=3 tokens=2000; fi
+rounds=10 secs=5 tokens=20000 quick=
+if [ "${1:-}" = "--quick" ]; then rounds=3 secs=3 tokens=2000 quick=1; fi
 # Fixed offered load: each of the 32 connections pauses a random time of this
 # mean before each request, so they offer about 32 / 10 ms = 3,200 req/s less
 # the time a response takes (see fixed.lua below).
@@ -37,11 +51,15 @@ for tool in wrk nginx taskset bc curl ss getconf python3; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is required: run scripts/tools.sh bench (Debian's wrk nginx util-linux bc curl iproute2)" >&2; exit 1; }
 done
 clk_tck=$(getconf CLK_TCK)
+# The same-job peers: their configs, checks and discovery documents.
+source bench/peers/peers.sh
+peers_require
 cargo build --release --locked -q
 build_s=$(( $(date +%s) - began ))
 gate=$(pwd)/target/release/chartgate
 work=$(mktemp -d)
 chmod 755 "$work"  # nginx workers run unprivileged
+gate_url=http://127.0.0.1:18080
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -103,6 +121,7 @@ nginx_conf nginx "$(cat <<NGINX
         location /api/ { client_body_buffer_size 1m; proxy_pass http://127.0.0.1:18083; }
     }
     server { listen 127.0.0.1:18083; client_max_body_size 0; location / { return 201; } }
+$(peers_nginx_server)
 NGINX
 )"
 # proxy.conf: nginx as a tuned plain reverse proxy, in its own process as
@@ -116,7 +135,7 @@ wait_up() {
     for _ in $(seq 500); do curl -s -o /dev/null "$1" && return 0; sleep 0.01; done
     echo "bench: $1 never came up (a port in use?)" >&2; exit 1
 }
-for port in 18080 18081 18083 18084 18085 19090 19094; do
+for port in 18080 18081 18083 18084 18085 18086 18087 18089 19090 19094; do
     if ss -ltn "sport = :$port" | grep -q LISTEN; then echo "bench: port $port is already in use" >&2; exit 1; fi
 done
 # CPU time (utime + stime, in clock ticks) of a process, all its threads.
@@ -157,6 +176,8 @@ depth = 2
 [auth]
 realm = "http://localhost:18080/oauth/token"
 service = "localhost:18080"
+# The issuer URL whose static discovery document the peers read.
+issuer = "$peer_issuer"
 token_cache_capacity = 100000
 [issuer]
 signing_key = { file = "signing-key.pem" }
@@ -190,6 +211,8 @@ request = function()
 end
 LUA
 basic="Basic $(printf 'bench:%s' "$BENCH_KEY" | base64 -w0)"
+peers_start
+peers_check
 # Fixed offered load with wrk's delay() hook: before each request a
 # connection pauses an exponentially distributed time (wrk rounds it down to
 # whole ms), so the 32 connections' requests arrive roughly as a Poisson
@@ -213,9 +236,18 @@ failures=0
 # $(...)). wrk's "timeout" count is only requests slower than 2 s, which still
 # complete: timing, so reported in $slow and not a failure.
 slow=0
+# A peer's failed requests are the peer's: counted per case in
+# peer_failures, reported, and never a failure of the run.
+declare -A peer_failures
+failing_peer=
 count_failures() {
     local bad late
     bad=$(awk '/Non-2xx/ {print $NF} /Socket errors/ {gsub(",", ""); print $4 + $6 + $8}' <<<"$1" | paste -sd+ | bc 2>/dev/null || echo 0)
+    if [ -n "$failing_peer" ] && [ "${bad:-0}" != "0" ]; then
+        peer_failures[$failing_peer]=$(( ${peer_failures[$failing_peer]:-0} + bad ))
+        echo "bench: $bad failed requests for the peer case $failing_peer at $2 (reported, not a failure of the run)" >&2
+        bad=0
+    fi
     [ "${bad:-0}" = "0" ] || { failures=$((failures + bad)); echo "bench: $bad failed requests for $2" >&2; }
     late=$(awk '/Socket errors/ {print $NF}' <<<"$1")
     [ "${late:-0}" = "0" ] || { slow=$((slow + late)); echo "bench: $late requests over wrk's 2 s timeout (not a failure) for $2" >&2; }
@@ -233,6 +265,12 @@ run_case() { # name [wrk args...] url
     load "$@"
     results[$name]+="$rps "
 }
+# peer_case NAME [wrk args...] URL: run_case for a same-job peer.
+peer_case() {
+    failing_peer=$1
+    run_case "$@"
+    failing_peer=
+}
 # fixed_case NAME PID [wrk args...] URL: one run at the fixed offered load;
 # records "requests,run-time-us,cpu-ticks-of-PID,p50-us,p99-us".
 fixed_case() {
@@ -247,7 +285,10 @@ fixed_case() {
     results[$name]+="$n,$dur,$((t1 - t0)),$p50,$p99 "
 }
 idx=/org1/repo1/index.yaml
-cases=(origin nginx cached fresh basic fix-origin fix-nginx fix-cached nginx-2m gate-2m nginx-64k gate-64k nginx-5m gate-5m)
+cases=(origin nginx cached fresh basic fix-origin fix-nginx fix-cached nginx-2m gate-2m nginx-64k gate-64k nginx-5m gate-5m
+    o2p apache)
+[ -n "$quick" ] || cases+=(o2p-64k apache-64k o2p-fresh apache-fresh)
+o2p=http://127.0.0.1:${peer_port[oauth2-proxy]} apache=http://127.0.0.1:${peer_port[apache]}
 for r in $(seq "$rounds"); do
     order=("${cases[@]}")
     if [ $((r % 2)) -eq 0 ]; then order=($(printf '%s\n' "${cases[@]}" | tac)); fi
@@ -267,6 +308,12 @@ for r in $(seq "$rounds"); do
             gate-64k) run_case gate-64k -H "Authorization: Bearer $token" "http://127.0.0.1:18080/org1/repo1/charts/small-1.0.0.tgz" ;;
             nginx-5m) run_case nginx-5m "http://127.0.0.1:18085/org1/repo1/charts/big-1.0.0.tgz" ;;
             gate-5m) run_case gate-5m -H "Authorization: Bearer $token" "http://127.0.0.1:18080/org1/repo1/charts/big-1.0.0.tgz" ;;
+            o2p) peer_case o2p -H "Authorization: Bearer $token" "$o2p$idx" ;;
+            apache) peer_case apache -H "Authorization: Bearer $token" "$apache$idx" ;;
+            o2p-64k) peer_case o2p-64k -H "Authorization: Bearer $token" "$o2p/org1/repo1/charts/small-1.0.0.tgz" ;;
+            apache-64k) peer_case apache-64k -H "Authorization: Bearer $token" "$apache/org1/repo1/charts/small-1.0.0.tgz" ;;
+            o2p-fresh) peer_case o2p-fresh -s "$work/fresh.lua" "$o2p$idx" ;;
+            apache-fresh) peer_case apache-fresh -s "$work/fresh.lua" "$apache$idx" ;;
         esac
     done
 done
@@ -315,6 +362,33 @@ for case in "2m:2 MB index:0.7" "64k:64 KB chart:0.55" "5m:5 MB chart:0.7"; do
     IFS=: read -r k label floor <<<"$case"
     report "chartgate $label" "gate-$k" "nginx-$k" req/s show-nginx "$floor"
 done
+
+# --- same-job peers -------------------------------------------------------------
+# peer_report LABEL PEER GATE: the peer's median and the per-round ratios
+# chartgate / peer (median, min..max); never gated.
+peer_report() {
+    local note=
+    [ -z "${peer_failures[$2]:-}" ] || note="   (the peer failed ${peer_failures[$2]} requests: not comparable)"
+    printf '%-40s %s%s\n' "$1" "$(python3 - "${results[$2]}" "${results[$3]}" <<'PY'
+import statistics, sys
+peer = [float(x) for x in sys.argv[1].split()]
+gate = [float(x) for x in sys.argv[2].split()]
+r = [g / p for g, p in zip(gate, peer) if p > 0]
+span = f"{statistics.median(r):.2f} ({min(r):.2f}..{max(r):.2f})" if r else "n/a (the peer served nothing)"
+print(f"{statistics.median(peer):>10.0f} req/s   chartgate/peer {span}")
+PY
+)" "$note"
+}
+echo "same-job peers (RS256 signature, exp, iss and aud on every request, then the same origin); ratio: chartgate / peer, per round"
+echo "  $peer_versions"
+peer_report "oauth2-proxy, 10 KB index, one token" o2p cached
+peer_report "mod_auth_openidc, 10 KB index, one token" apache cached
+if [ -z "$quick" ]; then
+    peer_report "oauth2-proxy, 64 KB chart, one token" o2p-64k gate-64k
+    peer_report "mod_auth_openidc, 64 KB chart, one token" apache-64k gate-64k
+    peer_report "oauth2-proxy, 10 KB, fresh tokens" o2p-fresh fresh
+    peer_report "mod_auth_openidc, 10 KB, fresh tokens" apache-fresh fresh
+fi
 
 # --- fixed offered load: CPU per request, latency ------------------------------
 python3 - "$clk_tck" "${results[fix-origin]}" "${results[fix-nginx]}" "${results[fix-cached]}" <<'PY'

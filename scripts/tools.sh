@@ -6,13 +6,16 @@
 # A tool already built at its pinned version is not rebuilt.
 #
 # `bench` instead makes sure the Debian packages bench/run.sh drives are
-# installed (wrk, nginx, taskset from util-linux, bc, curl, ss from iproute2),
+# installed (wrk, nginx, taskset from util-linux, bc, curl, ss from iproute2,
+# openssl, and Apache httpd with mod_auth_openidc for the same-job peers),
 # installing the missing ones with apt-get (as root); it starts no service.
+# It also builds the other same-job peer, oauth2-proxy (`oauth2-proxy`).
 # `deploy` does the same for redis-server, docker-compose and buildah.
 #
 # usage: scripts/tools.sh TOOL...
 #   TOOL: oracle | chartmuseum | helm3 | helm4 | helm-push | oras | cargo-fuzz
-#         | e2e (= oracle chartmuseum helm3 helm4 helm-push oras) | bench | deploy
+#         | e2e (= oracle chartmuseum helm3 helm4 helm-push oras)
+#         | oauth2-proxy | bench (= the Debian packages and oauth2-proxy) | deploy
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +34,7 @@ HELM4_VERSION=v4.2.4
 HELM_PUSH_VERSION=v0.10.4
 ORAS_VERSION=v1.3.6
 CARGO_FUZZ_VERSION=0.13.2
+OAUTH2_PROXY_VERSION=v7.15.6
 
 say() { printf 'tools: %s\n' "$*" >&2; }
 die() { printf 'tools: error: %s\n' "$*" >&2; exit 1; }
@@ -142,30 +146,56 @@ install_cargo_fuzz() {
     link "$dest/bin/cargo-fuzz" cargo-fuzz
 }
 
-# Debian packages, as command:package: what bench/run.sh drives, and what
+# oauth2-proxy, a same-job peer in bench/run.sh: `go install` of the pinned
+# release, stamped with its version as its Makefile does.
+install_oauth2_proxy() {
+    need_go
+    local dest=$tools/oauth2-proxy-$OAUTH2_PROXY_VERSION
+    if [ ! -x "$dest/bin/oauth2-proxy" ]; then
+        say "building oauth2-proxy $OAUTH2_PROXY_VERSION (go install github.com/oauth2-proxy/oauth2-proxy/v7)"
+        mkdir -p "$dest/bin"
+        CGO_ENABLED=0 GOBIN=$dest/bin go install -trimpath \
+            -ldflags "-X github.com/oauth2-proxy/oauth2-proxy/v7/pkg/version.VERSION=$OAUTH2_PROXY_VERSION" \
+            "github.com/oauth2-proxy/oauth2-proxy/v7@$OAUTH2_PROXY_VERSION" \
+            || die "building oauth2-proxy $OAUTH2_PROXY_VERSION failed"
+    fi
+    link "$dest/bin/oauth2-proxy" oauth2-proxy
+}
+
+# Debian packages, as command:package (or, for a package with no command of
+# its own, /path/of/a/file:package): what bench/run.sh drives, and what
 # the deployment and replica tests drive (a real Redis, docker-compose to
 # validate the compose file, buildah to build the image).
-BENCH_COMMANDS="wrk:wrk nginx:nginx taskset:util-linux bc:bc curl:curl ss:iproute2 getconf:libc-bin"
+BENCH_COMMANDS="wrk:wrk nginx:nginx taskset:util-linux bc:bc curl:curl ss:iproute2 getconf:libc-bin openssl:openssl
+    apache2:apache2 /usr/lib/apache2/modules/mod_auth_openidc.so:libapache2-mod-auth-openidc"
 DEPLOY_COMMANDS="redis-server:redis-server docker-compose:docker-compose buildah:buildah"
+
+# Whether a command (or, given an absolute path, a file) is there.
+present() {
+    case $1 in
+        /*) [ -e "$1" ] ;;
+        *) command -v "$1" >/dev/null ;;
+    esac
+}
 
 # Installs the packages of "command:package" pairs whose command is missing,
 # starting no service; `what` names the purpose in messages.
 install_debian() {
     local what=$1 pairs=$2 pair missing=()
     for pair in $pairs; do
-        command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+        present "${pair%%:*}" || missing+=("${pair#*:}")
     done
     if [ ${#missing[@]} -eq 0 ]; then
-        say "$what tools present: $(for p in $pairs; do printf '%s ' "${p%%:*}"; done)"
+        say "$what tools present: $(for p in $pairs; do printf '%s ' "${p%%:*}"; done | sed 's|/[^ ]*/||g')"
         return 0
     fi
     local hint="apt-get install -y --no-install-recommends ${missing[*]}"
     command -v apt-get >/dev/null || die "$what needs the Debian packages ${missing[*]} and there is no apt-get here; install them by hand"
     [ "$(id -u)" -eq 0 ] || die "$what needs the Debian packages ${missing[*]}; installing them needs root: $hint"
     say "installing Debian packages for $what: ${missing[*]}"
-    # Installing nginx or redis-server would start its service where an init
-    # system honours invoke-rc.d: forbid every service start for the install
-    # with a policy-rc.d, unless the machine already has one.
+    # Installing nginx, apache2 or redis-server would start its service where
+    # an init system honours invoke-rc.d: forbid every service start for the
+    # install with a policy-rc.d, unless the machine already has one.
     local policy=/usr/sbin/policy-rc.d made_policy=
     if [ ! -e "$policy" ]; then
         made_policy=1
@@ -173,7 +203,7 @@ install_debian() {
         chmod 755 "$policy"
         trap "rm -f $policy" EXIT
     fi
-    services() { { pgrep -x nginx; pgrep -x redis-server; } | sort || true; }
+    services() { { pgrep -x nginx; pgrep -x apache2; pgrep -x redis-server; } | sort || true; }
     local before
     before=$(services)
     apt_install() { DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -q --no-install-recommends "$@"; }
@@ -192,13 +222,13 @@ install_debian() {
     done
     local still=()
     for pair in $pairs; do
-        command -v "${pair%%:*}" >/dev/null || still+=("${pair%%:*}")
+        present "${pair%%:*}" || still+=("${pair%%:*}")
     done
     [ ${#still[@]} -eq 0 ] || die "after installing ${missing[*]}, still not on PATH: ${still[*]}"
     say "installed ${missing[*]}"
 }
 
-[ $# -gt 0 ] || die "usage: scripts/tools.sh oracle|chartmuseum|helm3|helm4|helm-push|oras|cargo-fuzz|e2e|bench|deploy..."
+[ $# -gt 0 ] || die "usage: scripts/tools.sh oracle|chartmuseum|helm3|helm4|helm-push|oras|cargo-fuzz|e2e|oauth2-proxy|bench|deploy..."
 for tool in "$@"; do
     case $tool in
         oracle) install_oracle ;;
@@ -209,7 +239,8 @@ for tool in "$@"; do
         oras) install_oras ;;
         cargo-fuzz) install_cargo_fuzz ;;
         e2e) install_oracle; install_chartmuseum; install_helm 3 "$HELM3_VERSION"; install_helm 4 "$HELM4_VERSION"; install_helm_push; install_oras ;;
-        bench) install_debian "bench/run.sh" "$BENCH_COMMANDS" ;;
+        oauth2-proxy) install_oauth2_proxy ;;
+        bench) install_debian "bench/run.sh" "$BENCH_COMMANDS"; install_oauth2_proxy ;;
         deploy) install_debian "the deployment tests" "$DEPLOY_COMMANDS" ;;
         *) die "unknown tool $tool" ;;
     esac
