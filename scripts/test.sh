@@ -52,6 +52,10 @@ bench_status=0
 # The OCI pull path against the classic one, as a report only.
 echo "== benchmark (bench/oci.sh --quick, under a minute; a report, never a failure)"
 bench/oci.sh --quick || echo "== bench/oci.sh failed; see above"
+# Helm's own traffic through chartgate + ChartMuseum against ChartMuseum's
+# bearer mode alone, as a report only.
+echo "== benchmark (bench/helm.sh --quick, under a minute; a report, never a failure)"
+timeout 600 bench/helm.sh --quick || echo "== bench/helm.sh failed; see above"
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$bench_status"
