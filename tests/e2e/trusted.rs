@@ -9,8 +9,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use hyper::Request;
 use serde_json::{json, Value};
 
 use crate::audit::audit_until;
@@ -44,24 +42,8 @@ rules = [
 }
 
 /// Exchanges `id_token` for a token granting `scope`.
-async fn exchange(gw: &Gw, id_token: &str, scope: &str) -> String {
-    let form = form_urlencoded::Serializer::new(String::new())
-        .append_pair(
-            "grant_type",
-            "urn:ietf:params:oauth:grant-type:token-exchange",
-        )
-        .append_pair("subject_token", id_token)
-        .append_pair(
-            "subject_token_type",
-            "urn:ietf:params:oauth:token-type:id_token",
-        )
-        .append_pair("scope", scope)
-        .finish();
-    let req = Request::post(gw.url("/oauth/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(full(Bytes::from(form)))
-        .unwrap();
-    let r = send(req).await;
+async fn exchanged(gw: &Gw, id_token: &str, scope: &str) -> String {
+    let r = exchange(gw, id_token, scope).await;
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["access_token"].as_str().unwrap().to_owned()
 }
@@ -81,7 +63,7 @@ async fn scenario(major: u8) {
     let repo2 = gw.url("/org2/repo2");
 
     let id_token = idp.mint(&idp.github_claims(AUD, None));
-    let exchanged = exchange(&gw, &id_token, "artifact-repository:org1/repo1:pull,push").await;
+    let exchanged = exchanged(&gw, &id_token, "artifact-repository:org1/repo1:pull,push").await;
     // The same workflow of a fork: a valid id token no policy accepts.
     let fork = idp.mint(&oidc_provider::with(
         idp.github_claims(AUD, None),

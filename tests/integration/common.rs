@@ -580,3 +580,23 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `grant_type` of an RFC 8693 token exchange.
+pub const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// `subject_token_type` of an OIDC id token.
+pub const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+/// Posts a token exchange of `id_token` asking for `scope`.
+pub async fn exchange(gw: &Gw, id_token: &str, scope: &str) -> Reply {
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", EXCHANGE)
+        .append_pair("subject_token", id_token)
+        .append_pair("subject_token_type", ID_TOKEN)
+        .append_pair("scope", scope)
+        .finish();
+    let req = Request::post(gw.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(full(Bytes::from(form)))
+        .unwrap();
+    send(req).await
+}

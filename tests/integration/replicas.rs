@@ -361,7 +361,7 @@ async fn token_at(gw: SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_use_id_token_is_spent_across_replicas() {
     use crate::oidc_provider::OidcProvider;
-    use crate::trusted::{exchange, trust_config, AUD};
+    use crate::trusted::{trust_config, AUD};
     let redis = Redis::start();
     let idp = OidcProvider::start().await;
     let upstream = spawn_upstream(Behaviour::Normal).await;

@@ -14,8 +14,6 @@ use crate::common::*;
 use crate::oidc_provider::{self, Down, OidcProvider, TestKey};
 
 pub(crate) const AUD: &str = "https://charts.example.test";
-const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 
 /// The accounts config plus a GitHub policy for `acme/billing` on `main`
 /// (any environment but `staging`-free: only `production` when given), a
@@ -58,21 +56,6 @@ async fn setup(idp: &OidcProvider) -> (Upstream, Gw) {
     let upstream = spawn_upstream(Behaviour::Normal).await;
     let gw = spawn_gateway(config(&trust_config(idp), upstream.addr)).await;
     (upstream, gw)
-}
-
-/// Posts a token exchange of `id_token` asking for `scope`.
-pub(crate) async fn exchange(gw: &Gw, id_token: &str, scope: &str) -> Reply {
-    let form = form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", EXCHANGE)
-        .append_pair("subject_token", id_token)
-        .append_pair("subject_token_type", ID_TOKEN)
-        .append_pair("scope", scope)
-        .finish();
-    let req = Request::post(gw.url("/oauth/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(full(Bytes::from(form)))
-        .unwrap();
-    send(req).await
 }
 
 fn refused_as(reply: &Reply, status: u16, class: &str) {
