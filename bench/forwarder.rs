@@ -3,7 +3,10 @@
 //! and streams every request, unchanged, to one upstream through
 //! hyper-util's pooled client: no auth, no policy, no logging, no metrics.
 //! chartgate's throughput divided by this one's, in the same rounds, is the
-//! price of everything chartgate adds on top of hyper.
+//! price of everything chartgate adds on top of hyper. It shares what is
+//! not auth or policy with chartgate: the allocator (mimalloc) and the
+//! runtime choice (current-thread on one worker, multi-thread otherwise),
+//! so the ratio is not an allocator or scheduler comparison.
 //!
 //! usage: forwarder LISTEN_ADDR UPSTREAM_ADDR [WORKER_THREADS]
 //! Build: `cargo build --release --example forwarder`.
@@ -18,6 +21,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Upstream = Client<HttpConnector, Incoming>;
 
@@ -52,10 +58,17 @@ fn main() {
     };
     let listen: SocketAddr = listen.parse().expect("LISTEN_ADDR is host:port");
     let upstream: SocketAddr = upstream.parse().expect("UPSTREAM_ADDR is host:port");
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.get(3) {
-        runtime.worker_threads(n.parse().expect("WORKER_THREADS is a number"));
-    }
+    let workers = args.get(3).map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n.parse().expect("WORKER_THREADS is a number"),
+    );
+    let mut runtime = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut multi = tokio::runtime::Builder::new_multi_thread();
+        multi.worker_threads(workers);
+        multi
+    };
     runtime
         .enable_all()
         .build()
