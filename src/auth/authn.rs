@@ -354,14 +354,18 @@ impl Authenticator {
         };
         let principal = match presented {
             Presented::Jwt(token) => Principal::Token(self.verifier.verify(&token)?),
-            Presented::IdToken(token) => Principal::Account(self.federated(&token).await?),
+            // The slow paths are boxed: an async fn's future is as large as
+            // its largest await, and every request's future is moved whole.
+            Presented::IdToken(token) => {
+                Principal::Account(Box::pin(self.federated(&token)).await?)
+            }
             Presented::ApiKey(key) => self
                 .accounts
                 .by_api_key(&key, unix_now())
                 .map(Principal::Account)
                 .ok_or(AuthnError::ApiKey)?,
             Presented::Password { user, password } => {
-                Principal::Account(self.account(&user, &password).await?)
+                Principal::Account(Box::pin(self.account(&user, &password)).await?)
             }
         };
         Ok((principal, via))

@@ -182,9 +182,10 @@ impl Guard {
                 .check(peer, account)
                 .map_err(Denied::LockedOut)?;
             if let Some(shared) = &self.shared {
+                // Boxed, as each Redis round trip below: kept out of the
+                // future every request moves.
                 seen = Some(
-                    shared
-                        .check(peer, account)
+                    Box::pin(shared.check(peer, account))
                         .await
                         .map_err(Denied::LockedOut)?,
                 );
@@ -195,7 +196,7 @@ impl Guard {
                 if let Some(account) = attempt {
                     self.limiter.succeeded(peer, account);
                     if let (Some(shared), Some(seen)) = (&self.shared, seen) {
-                        shared.succeeded(peer, account, seen).await;
+                        Box::pin(shared.succeeded(peer, account, seen)).await;
                     }
                 }
                 Ok(value)
@@ -209,7 +210,7 @@ impl Guard {
                 if let Some(account) = attempt {
                     self.limiter.failed(peer, account);
                     if let Some(shared) = &self.shared {
-                        shared.failed(peer, account).await;
+                        Box::pin(shared.failed(peer, account)).await;
                     }
                 }
                 Err(Denied::Failed(e))

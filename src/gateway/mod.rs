@@ -286,7 +286,9 @@ impl Gateway {
         x: Exchange<'_>,
     ) -> Result<Response<Body>, Refusal> {
         if req.uri().path() == self.token_path && check_target(&req).is_ok() {
-            return self.token(req, x).await.map_err(Refusal::from);
+            // The rare endpoints run boxed, off the future every proxied
+            // request moves whole.
+            return Box::pin(self.token(req, x)).await.map_err(Refusal::from);
         }
         if req.uri().path() == JWKS_PATH
             && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD)
@@ -297,7 +299,7 @@ impl Gateway {
         }
         if let Some(registry) = &self.registry {
             if oci::route::is_registry_path(req.uri().path()) {
-                return self.registry(registry, req, x).await;
+                return Box::pin(self.registry(registry, req, x)).await;
             }
         }
         let admitted = self.admit(&req, x.conn, &mut *x.access).await;
@@ -313,11 +315,11 @@ impl Gateway {
                 // Read the refused request's body (bounded) before answering:
                 // a client still sending an upload would otherwise see a
                 // reset instead of our 401 (helm-push reports "broken pipe").
-                let drained = body::drain(
+                let drained = Box::pin(body::drain(
                     req.into_body(),
                     self.upstream.max_upload_bytes(),
                     DRAIN_TIMEOUT,
-                )
+                ))
                 .await;
                 return Err(Refusal {
                     error,
@@ -343,7 +345,7 @@ impl Gateway {
         &self,
         mut req: Request<B>,
         x: Exchange<'_>,
-        event: Option<Event>,
+        event: Option<Box<Event>>,
         verdict: Option<Verdict>,
     ) -> Result<Response<Body>, Refusal>
     where
@@ -381,9 +383,10 @@ impl Gateway {
             let req = req.map(|b| RequestTap::new(b, counted, feed));
             self.upstream.send(req).await
         };
-        x.access.upstream = Some(asked.elapsed());
+        let waited = asked.elapsed();
+        x.access.upstream = Some(waited);
         match &sent {
-            Ok(_) => self.metrics.upstream_answered(asked.elapsed()),
+            Ok(_) => self.metrics.upstream_answered(waited),
             Err(GatewayError::UpstreamTimeout) => self.metrics.upstream_failed("timeout"),
             Err(GatewayError::UpstreamUnavailable(_)) => self.metrics.upstream_failed("connect"),
             Err(_) => {}

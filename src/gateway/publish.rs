@@ -35,12 +35,16 @@ impl Gateway {
         req: Request<Incoming>,
         x: Exchange<'_>,
         principal: &Principal,
-        event: Option<Event>,
+        event: Option<Box<Event>>,
     ) -> Result<Response<Body>, Refusal> {
         let route = match x.access.handler {
             Some(Handler::ApiUpload) => Route::Charts,
             Some(Handler::ApiProvenance) => Route::Prov,
-            Some(Handler::ApiDelete) => return self.delete(req, x, principal, event).await,
+            // Deletes and inspected uploads run boxed, off the future every
+            // pull moves whole.
+            Some(Handler::ApiDelete) => {
+                return Box::pin(self.delete(req, x, principal, event)).await
+            }
             _ => return self.forward(req, x, event, None).await,
         };
         let scope = push_scope(&x);
@@ -48,7 +52,7 @@ impl Gateway {
         if !checks.needs_identity() {
             return self.forward(req, x, event, None).await;
         }
-        self.upload(req, x, route, &checks, event).await
+        Box::pin(self.upload(req, x, route, &checks, event)).await
     }
 
     /// `DELETE /api/:repo/charts/:name/:version`.
@@ -57,7 +61,7 @@ impl Gateway {
         req: Request<Incoming>,
         x: Exchange<'_>,
         principal: &Principal,
-        event: Option<Event>,
+        event: Option<Box<Event>>,
     ) -> Result<Response<Body>, Refusal> {
         let checks = self.publisher.checks(principal, &push_scope(&x));
         let mut segments = req.uri().path().rsplit('/');
@@ -76,7 +80,7 @@ impl Gateway {
         x: Exchange<'_>,
         route: Route,
         checks: &Checks<'_>,
-        mut event: Option<Event>,
+        mut event: Option<Box<Event>>,
     ) -> Result<Response<Body>, Refusal> {
         // The body is re-framed below; an oversized one is refused first,
         // as `Upstream::send` would refuse it.

@@ -23,7 +23,7 @@ impl Gateway {
     /// without holding up the response.
     pub(super) fn finish_event(
         &self,
-        mut event: Event,
+        mut event: Box<Event>,
         inspected: Option<tokio::task::JoinHandle<Option<Upload>>>,
     ) {
         let audit = self.audit.clone();
@@ -51,7 +51,7 @@ impl Gateway {
     pub(super) async fn refuse<B>(
         &self,
         body: B,
-        event: Option<Event>,
+        event: Option<Box<Event>>,
         error: GatewayError,
     ) -> Refusal
     where
@@ -67,7 +67,7 @@ impl Gateway {
     pub(super) async fn refuse_with(
         &self,
         drained: impl std::future::Future<Output = bool>,
-        event: Option<Event>,
+        event: Option<Box<Event>>,
         error: GatewayError,
     ) -> Refusal {
         if let Some(mut event) = event {
@@ -86,13 +86,15 @@ impl Gateway {
         action: audit::Action,
         req: &Request<B>,
         x: &Exchange<'_>,
-    ) -> Event {
-        let mut event = Event::new(
+    ) -> Box<Event> {
+        // Boxed: the event rides in request futures that every pull moves
+        // whole, and most requests carry none.
+        let mut event = Box::new(Event::new(
             action,
             x.request_id.to_str().unwrap_or("-"),
             &x.trace.id().to_string(),
             x.conn.peer.ip().to_string(),
-        );
+        ));
         event.repo.clone_from(&x.access.repo);
         if action == audit::Action::Delete {
             // `/api/:repo/charts/:name/:version`

@@ -194,7 +194,12 @@ impl Gateway {
         decided
     }
 
-    fn publish_event(&self, req: &Request<Incoming>, x: &Exchange<'_>, name: &ChartName) -> Event {
+    fn publish_event(
+        &self,
+        req: &Request<Incoming>,
+        x: &Exchange<'_>,
+        name: &ChartName,
+    ) -> Box<Event> {
         let mut event = self.event(audit::Action::Push, req, x);
         event.repo = Some(name.namespace.clone());
         event.chart = Some(name.chart.clone());
@@ -205,7 +210,7 @@ impl Gateway {
     /// Records a manifest push's outcome.
     fn published(
         &self,
-        mut event: Event,
+        mut event: Box<Event>,
         served: &Result<(Response<Body>, Option<Published>), GatewayError>,
     ) {
         match served {

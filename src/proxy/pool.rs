@@ -99,7 +99,9 @@ impl Pool {
         loop {
             let mut sender = match self.checkout().await {
                 Some(sender) => sender,
-                None => self.connect().await?,
+                // Boxed: dialing is rare, and its future would otherwise
+                // ride in every request's.
+                None => Box::pin(self.connect()).await?,
             };
             match sender.try_send_request(req).await {
                 Ok(response) => {
