@@ -87,23 +87,22 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// names in `Connection`, in one pass over the names (this runs for every
 /// request and response, so it allocates only when something goes).
 fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
-    let named: Vec<HeaderName> = match headers.get(CONNECTION) {
-        None => Vec::new(),
-        Some(_) => headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect(),
-    };
-    let gone: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| doomed(k) || named.contains(k))
-        .cloned()
-        .collect();
+    // The names `Connection` lists are removed by name after the pass (the
+    // values are copied first: `Connection` is itself hop-by-hop). Cloning
+    // a value shares its bytes; a second value is rare.
+    let mut values = headers.get_all(CONNECTION).iter();
+    let connection = values.next().cloned();
+    let more: Vec<HeaderValue> = values.cloned().collect();
+    let gone: Vec<HeaderName> = headers.keys().filter(|k| doomed(k)).cloned().collect();
     for name in gone {
         headers.remove(name);
+    }
+    for value in connection.iter().chain(&more) {
+        let listed = value.to_str().unwrap_or_default().split(',');
+        for name in listed.map(str::trim).filter(|n| !n.is_empty()) {
+            // A token that is no header name matches none.
+            headers.remove(name);
+        }
     }
 }
 

@@ -92,15 +92,13 @@ impl TraceContext {
 
     /// The `traceparent` value to send upstream.
     pub fn header(&self) -> HeaderValue {
-        use std::io::Write;
-        let mut buf = [0u8; 55];
-        let mut cursor = &mut buf[..];
-        // 55 bytes exactly: "00-" + 32 + "-" + 16 + "-" + 2.
-        let _ = write!(
-            cursor,
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
-        );
+        use data_encoding::HEXLOWER;
+        // 55 bytes exactly: "00-" + 32 + "-" + 16 + "-" + 2. Written with a
+        // table, not `fmt`: it is built for every proxied request.
+        let mut buf = *b"00-________________________________-________________-__";
+        HEXLOWER.encode_mut(&self.trace_id.to_be_bytes(), &mut buf[3..35]);
+        HEXLOWER.encode_mut(&self.span_id.to_be_bytes(), &mut buf[36..52]);
+        HEXLOWER.encode_mut(&[self.flags], &mut buf[53..55]);
         HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static(
             "00-00000000000000000000000000000001-0000000000000001-00",
         ))
