@@ -156,7 +156,7 @@ wait_up() {
     for _ in $(seq 500); do curl -s -o /dev/null "$1" && return 0; sleep 0.01; done
     echo "bench: $1 never came up (a port in use?)" >&2; exit 1
 }
-for port in 18080 18081 18083 18084 18085 18086 18087 18088 18089 18090 18091 18092 18093 19090 19091 19092 19094; do
+for port in 8080 8443 9090 18080 18081 18083 18084 18085 18086 18087 18088 18089 18090 18091 18092 18093 19090 19091 19092 19094; do
     if ss -ltn "sport = :$port" | grep -q LISTEN; then echo "bench: port $port is already in use" >&2; exit 1; fi
 done
 # CPU time (utime + stime, in clock ticks) of processes, all their
@@ -570,7 +570,26 @@ for streams in 1 4; do
 done
 bad_uploads=$(grep -cv '^2' "$work/upload-codes" || true)
 [ "$bad_uploads" -eq 0 ] || { failures=$((failures + bad_uploads)); echo "bench: $bad_uploads uploads failed (HTTP status: $(grep -v '^2' "$work/upload-codes" | sort | uniq -c | xargs))" >&2; }
-printf '%-40s %d KB\n' "idle RSS" "$idle_kb"
+printf '%-40s %d KB\n' "idle RSS, bench config" "$idle_kb"
+# Idle RSS with the sample config as shipped (its TLS listener, dev
+# certificates and a fresh signing key beside it), the target's case.
+mkdir -p "$work/sample/config" "$work/sample/certs"
+cp config/chartgate.toml "$work/sample/config/"
+"$gate" dev-certs --out "$work/sample/certs/dev" >/dev/null
+"$gate" keygen --out "$work/sample/certs/dev" >/dev/null
+CHARTGATE_MASTER_KEY=$BENCH_KEY RUST_LOG=error taskset -c 1 "$gate" serve --config "$work/sample/config/chartgate.toml" &
+sample_pid=$!; pids+=($sample_pid)
+wait_up http://127.0.0.1:9090/healthz
+sleep 1
+sample_kb=$(awk '/VmRSS/ {print $2}' /proc/$sample_pid/status)
+sample_anon_kb=$(awk '/RssAnon/ {print $2}' /proc/$sample_pid/status)
+kill "$sample_pid"
+printf '%-40s %d KB (anonymous %d KB)\n' "idle RSS, sample config" "$sample_kb" "$sample_anon_kb"
+# How much of src/link/symbol-order.txt the binary still has (a stale list
+# packs less of the start-up code; scripts/symbol-order.sh rewrites it).
+listed=$(wc -l < src/link/symbol-order.txt)
+found=$(nm "$gate" 2>/dev/null | awk '{print $NF}' | sort -u | comm -12 - <(sort -u src/link/symbol-order.txt) | wc -l)
+printf '%-40s %d of %d\n' "symbol order: listed functions found" "$found" "$listed"
 printf '%-40s %d ms\n' "start to ready (/healthz answers)" "$ready_ms"
 
 [ "$slow" -eq 0 ] || printf '%-40s %d (slower than 2 s; reported, not a failure)\n' "wrk timeouts" "$slow"
