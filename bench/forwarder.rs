@@ -5,7 +5,7 @@
 //! chartgate's throughput divided by this one's, in the same rounds, is the
 //! price of everything chartgate adds on top of hyper. It shares what is
 //! not auth or policy with chartgate: the allocator (mimalloc) and the
-//! runtime choice (current-thread on one worker, multi-thread otherwise),
+//! runtime (`chartgate::server::runtime`: current-thread on one worker),
 //! so the ratio is not an allocator or scheduler comparison.
 //!
 //! usage: forwarder LISTEN_ADDR UPSTREAM_ADDR [WORKER_THREADS]
@@ -58,20 +58,10 @@ fn main() {
     };
     let listen: SocketAddr = listen.parse().expect("LISTEN_ADDR is host:port");
     let upstream: SocketAddr = upstream.parse().expect("UPSTREAM_ADDR is host:port");
-    let workers = args.get(3).map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |n| n.parse().expect("WORKER_THREADS is a number"),
-    );
-    let mut runtime = if workers <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut multi = tokio::runtime::Builder::new_multi_thread();
-        multi.worker_threads(workers);
-        multi
-    };
-    runtime
-        .enable_all()
-        .build()
+    let workers = args
+        .get(3)
+        .map(|n| n.parse().expect("WORKER_THREADS is a number"));
+    chartgate::server::runtime(workers)
         .expect("a tokio runtime")
         .block_on(serve(listen, upstream));
 }

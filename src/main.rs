@@ -169,26 +169,9 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     // leaves a half-started process behind.
     let config = Config::load(&config_path)?;
     telemetry::init(config.server.log_format);
-    let server = config.server.clone();
-    // One worker per CPU this process may use. On a single CPU a
-    // current-thread runtime avoids waking a worker for every event:
-    // measured +48% requests/s pinned to one core (bench/run.sh setup).
-    let workers = server
-        .listen
-        .worker_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let runtime = if workers <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-    }
-    .context("starting the async runtime")
-    .map_err(RuntimeFailure)?;
+    let runtime = server::runtime(config.server.listen.worker_threads)
+        .context("starting the async runtime")
+        .map_err(RuntimeFailure)?;
     runtime
         .block_on(run(config, config_path))
         .map_err(|e| RuntimeFailure(e).into())
