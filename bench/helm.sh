@@ -184,18 +184,7 @@ index_bytes=$(curl -sf -H "Authorization: Bearer $token" "${url[gate]}/org1/big/
 # its `cm` downloader is the getter.
 mkdir -p "$work/plugins/helm-push/bin"
 ln -s "$tools/helm-cm-push" "$work/plugins/helm-push/bin/helm-cm-push"
-cat > "$work/plugins/helm-push/plugin.yaml" <<'YAML'
-name: "cm-push"
-version: "0.10.4"
-usage: "Please see https://github.com/chartmuseum/helm-push for usage"
-description: "Push chart package to ChartMuseum"
-command: "$HELM_PLUGIN_DIR/bin/helm-cm-push"
-downloaders:
-- command: "bin/helm-cm-push"
-  protocols:
-  - "cm"
-useTunnel: false
-YAML
+cp tests/tools/helm-push/plugin.yaml "$work/plugins/helm-push/plugin.yaml"
 # helm_as SIDE ARGS...: Helm 3 on CPU 0, in SIDE's own homes, with the token.
 helm_as() {
     local side=$1; shift

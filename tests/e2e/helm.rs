@@ -48,18 +48,9 @@ pub fn assert_same(a: &Path, b: &Path) {
     );
 }
 
-/// helm-push v0.10.4's own manifest (plugin.yaml), for Helm 3.
-const LEGACY_MANIFEST: &str = r#"name: "cm-push"
-version: "0.10.4"
-usage: "Please see https://github.com/chartmuseum/helm-push for usage"
-description: "Push chart package to ChartMuseum"
-command: "$HELM_PLUGIN_DIR/bin/helm-cm-push"
-downloaders:
-- command: "bin/helm-cm-push"
-  protocols:
-  - "cm"
-useTunnel: false
-"#;
+/// helm-push v0.10.4's own manifest (plugin.yaml), for Helm 3; bench/helm.sh
+/// installs the same file.
+const LEGACY_MANIFEST: &str = include_str!("../tools/helm-push/plugin.yaml");
 
 /// Helm 4 turns a legacy manifest with downloaders into a getter only, so
 /// the same binary is installed twice: as a `cli/v1` command and as a
